@@ -1,0 +1,96 @@
+"""Build backends: how a raw wheel gets made. One small protocol, one registry.
+
+``native`` builds with the host's compiler for the host; ``zig`` cross-compiles with a
+pinned zig; ``cibuildwheel`` hands the sdist to cibuildwheel's containers and runners.
+The pipeline only ever sees ``Backend``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from kiln.buildenv import Surroundings, Workspace
+from kiln.errors import UsageError
+from kiln.fetch import FetchedSource
+from kiln.installer import IndexOptions
+from kiln.interpreters import Interpreter
+from kiln.lock import Lock
+from kiln.recipe import BACKENDS, Recipe
+from kiln.targets import Target
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    version: str
+    path: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class Toolchain:
+    """What a backend builds with: recorded, digested into the build id, put on PATH."""
+
+    tools: tuple[Tool, ...]
+    env: tuple[tuple[str, str], ...] = ()  # CC, CXX … for the build step
+    tool_dirs: tuple[str, ...] = ()  # prepended to the build's PATH
+    visible: tuple[Path, ...] = ()  # host paths the sandbox must show
+    cross: bool = False
+    policy: str | None = None  # the auditwheel policy to aim for ("manylinux_2_17_aarch64")
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """One recipe, for one Python and one target."""
+
+    recipe: Recipe
+    interpreter: Interpreter
+    target: Target
+    source: FetchedSource
+    lock: Lock
+    source_date_epoch: int
+    index: IndexOptions
+    surroundings: Surroundings
+    cache: Path
+    extra_env: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def label(self) -> str:
+        return f"{self.recipe.label} ({self.interpreter.tag}, {self.target.name})"
+
+
+@dataclass(frozen=True)
+class RawBuild:
+    wheels: tuple[Path, ...]
+    repaired: bool = False  # the backend already repaired them (cibuildwheel)
+    environment: tuple[tuple[str, str], ...] = ()  # what the backend step was given
+
+
+class Backend(Protocol):
+    name: str
+
+    def toolchain(self, job: BuildJob) -> Toolchain:
+        """Check this host can build ``job`` and say with what; raise UnsupportedError if not."""
+        ...
+
+    def build(self, job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path) -> RawBuild:
+        """Build the raw wheel(s) of ``job`` in ``ws``; raise BuildError with the log on failure."""
+        ...
+
+
+_MODULES = {"native": "kiln.backends.native", "zig": "kiln.backends.zig",
+            "cibuildwheel": "kiln.backends.cibuildwheel"}
+
+
+@functools.cache
+def get_backend(name: str) -> Backend:
+    if name not in BACKENDS:
+        raise UsageError(f"unknown backend '{name}'", hint=f"backends: {', '.join(BACKENDS)}")
+    module = importlib.import_module(_MODULES[name])
+    backend: Backend = module.BACKEND
+    return backend

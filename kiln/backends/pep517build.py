@@ -1,0 +1,54 @@
+"""The PEP 517 build both the native and the zig backend run: only the compiler differs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kiln import installer
+from kiln.backends import BuildJob, RawBuild, Toolchain
+from kiln.buildenv import Workspace, build_variables
+from kiln.errors import BuildError
+from kiln.fetch import unpack_sdist
+from kiln.pep517 import HookRun, build_wheel, read_build_system
+
+
+def faketime_prefix(job: BuildJob) -> list[str]:
+    return ["faketime", "-f", job.surroundings.faketime] if job.surroundings.faketime else []
+
+
+def cpu_prefix(job: BuildJob) -> list[str]:
+    cpus = job.surroundings.cpus
+    return ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
+
+
+def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path) -> RawBuild:
+    """Unpack, install the lock into a fresh venv, run build_wheel in the sandbox."""
+    project = unpack_sdist(job.source, ws.src)
+    build_system = read_build_system(project)
+    python = installer.create_venv(ws.env, job.interpreter.path, log=log)
+    lock_file = ws.root / "build-requirements.txt"
+    lock_file.write_text(job.lock.path.read_text(encoding="utf-8"), encoding="utf-8")
+    installer.install(python, requirement_files=[lock_file], index=job.index, log=log,
+                      require_hashes=True, no_deps=True,
+                      what=f"{job.label}: installing the locked build requirements")
+    env = build_variables(job.recipe, ws, source_date_epoch=job.source_date_epoch,
+                          extra={**dict(toolchain.env), **dict(job.extra_env)},
+                          tool_dirs=toolchain.tool_dirs)
+    run = HookRun(
+        python=f"{ws.inside(ws.env)}/bin/python",
+        project_inside=ws.inside(project),
+        sandbox=ws.sandbox,
+        env=env,
+        log=log,
+        timeout=job.recipe.timeout,
+        umask=job.surroundings.umask,
+        prefix=cpu_prefix(job),
+        inner_prefix=faketime_prefix(job),
+        label=job.label,
+    )
+    name = build_wheel(build_system, run, ws.inside(ws.out), dict(job.recipe.config_settings))
+    wheel = ws.out / name
+    if not wheel.is_file():
+        raise BuildError(f"{job.label}: the backend said it wrote {name}, but it is not there",
+                         log=log)
+    return RawBuild(wheels=(wheel,), environment=tuple(env.items()))

@@ -1,0 +1,225 @@
+"""One build: a recipe, for one Python and one target, from sdist to a tested wheel and its record."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kiln import __version__
+from kiln.backends import Backend, BuildJob, Toolchain
+from kiln.buildenv import CANONICAL, Workspace, prefix_maps
+from kiln.errors import BuildError, KilnError
+from kiln.files import Artifact, sha256_bytes
+from kiln.progress import reporter
+from kiln.record import (
+    BuildRecord,
+    FileRef,
+    InterpreterRef,
+    LockedRequirement,
+    LockRef,
+    Normalisation,
+    RecipeRef,
+    RepairRef,
+    SandboxRef,
+    SourceRef,
+    TestRef,
+    ToolRef,
+    WheelRef,
+)
+from kiln.repair import repair_wheel
+from kiln.sandbox import bwrap_version
+from kiln.wheelfile import canonicalise, parse_name
+from kiln.wheeltest import TestOutcome, run_wheel_tests
+
+# Bumped whenever kiln changes what it does to a build in a way that changes its bytes.
+NORMALISATION_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    record: BuildRecord
+    wheel: Path  # the finished wheel, in the caller's staging folder
+    log: Path
+
+
+def build_inputs(job: BuildJob, backend: Backend, toolchain: Toolchain) -> dict[str, object]:
+    """Everything that may change a build's bytes; its digest is the build id."""
+    recipe = job.recipe
+    return {
+        "kiln": NORMALISATION_VERSION,
+        "recipe": {
+            "name": recipe.name, "version": recipe.version,
+            "environment": dict(recipe.environment),
+            "config_settings": dict(recipe.config_settings),
+            "glibc": recipe.glibc,
+            "system_requires": {k: list(v) for k, v in recipe.system_requires},
+        },
+        "sdist": job.source.sha256,
+        "lock": job.lock.sha256,
+        "python": {"version": job.interpreter.version, "sha256": job.interpreter.sha256},
+        "target": job.target.name,
+        "backend": backend.name,
+        "toolchain": [[t.name, t.version, t.sha256] for t in toolchain.tools],
+        "toolchain_env": dict(toolchain.env),
+        "extra_env": dict(job.extra_env),
+        "source_date_epoch": job.source_date_epoch,
+        "sandbox": bwrap_version() or "none",
+    }
+
+
+def build_id(job: BuildJob, backend: Backend, toolchain: Toolchain) -> str:
+    blob = json.dumps(build_inputs(job, backend, toolchain), sort_keys=True).encode()
+    return sha256_bytes(blob)
+
+
+def run_build(
+    job: BuildJob,
+    backend: Backend,
+    toolchain: Toolchain,
+    *,
+    work: Path,
+    staging: Path,
+    log: Path,
+    run_tests: bool = True,
+) -> BuildOutcome:
+    """Build, repair, canonicalise and test one wheel; leave it in ``staging``."""
+    started = datetime.now(timezone.utc)
+    clock = time.monotonic()
+    stages: dict[str, float] = {}
+    visible = (job.interpreter.path.parent.parent, *toolchain.visible)
+    ws = Workspace.create(work, job.surroundings, visible=visible)
+    try:
+        reporter().stage("build", job.label)
+        t = time.monotonic()
+        raw_build = backend.build(job, toolchain, ws, log)
+        stages["build"] = round(time.monotonic() - t, 3)
+        if len(raw_build.wheels) != 1:
+            raise BuildError(f"{job.label}: the backend made {len(raw_build.wheels)} wheels; "
+                             "kiln expects one per Python and target", log=log)
+        raw = raw_build.wheels[0]
+        raw_ref = Artifact.of(raw)
+
+        t = time.monotonic()
+        repaired_dir = ws.root / "repaired"
+        if raw_build.repaired:
+            repaired_dir.mkdir()
+            final = repaired_dir / raw.name
+            shutil.copyfile(raw, final)
+            repair = RepairRef(tool=f"{backend.name} (repaired by the backend)",
+                               policy=parse_name(raw.name).platform_tags[0],
+                               raw=FileRef(**raw_ref.__dict__))
+        else:
+            reporter().stage("repair", raw.name)
+            fixed = repair_wheel(raw, job.target, repaired_dir, epoch=job.source_date_epoch,
+                                 log=log, policy=toolchain.policy, label=job.label)
+            final = fixed.wheel
+            repair = RepairRef(tool=fixed.tool, policy=fixed.policy, grafted=list(fixed.grafted),
+                               raw=FileRef(**raw_ref.__dict__))
+        canonicalise(final, job.source_date_epoch)
+        stages["repair"] = round(time.monotonic() - t, 3)
+
+        staging.mkdir(parents=True, exist_ok=True)
+        staged = staging / final.name
+        shutil.move(final, staged)
+
+        t = time.monotonic()
+        if run_tests and job.recipe.test.commands:
+            reporter().stage("test", staged.name)
+            outcome = test_wheel(job, staged, work=work, log=log)
+        else:
+            outcome = TestOutcome(False, None, (), 0.0,
+                                  why_not="--no-test" if not run_tests else
+                                  "the recipe has no [test] commands")
+        stages["test"] = round(time.monotonic() - t, 3)
+    finally:
+        ws.remove()
+
+    wheel_ref = Artifact.of(staged)
+    name = parse_name(staged.name)
+    seconds = round(time.monotonic() - clock, 3)
+    environment = dict(raw_build.environment)
+    fixed_env = {k: v for k, v in environment.items()
+                 if k in ("SOURCE_DATE_EPOCH", "LC_ALL", "LANG", "TZ", "PYTHONHASHSEED", "HOME",
+                          "TMPDIR", "PATH")}
+    record = BuildRecord(
+        kiln_version=__version__,
+        build_id=build_id(job, backend, toolchain),
+        recipe=RecipeRef(path=str(job.recipe.path), sha256=job.recipe.sha256,
+                         name=job.recipe.name, version=job.recipe.version),
+        lock=LockRef(path=str(job.lock.path), sha256=job.lock.sha256),
+        source=SourceRef(url=job.source.url, filename=job.source.filename,
+                         sha256=job.source.sha256, size=job.source.size),
+        python=InterpreterRef(version=job.interpreter.version, path=str(job.interpreter.path),
+                              sha256=job.interpreter.sha256, tag=job.interpreter.tag,
+                              zlib=job.interpreter.zlib),
+        target=job.target.name,
+        backend=backend.name,
+        toolchain=[ToolRef(name=t.name, version=t.version, path=t.path, sha256=t.sha256)
+                   for t in toolchain.tools],
+        build_requirements=[
+            LockedRequirement(name=p.name, version=p.version, hashes=list(p.hashes),
+                              marker=p.marker)
+            for p in job.lock.pins_for(job.interpreter.minor)
+        ],
+        environment=environment,
+        config_settings=dict(job.recipe.config_settings),
+        normalisation=Normalisation(
+            source_date_epoch=job.source_date_epoch,
+            prefix_maps=dict(prefix_maps(ws)),
+            fixed_paths=ws.sandbox.isolated,
+            zip_canonical=True,
+            umask=f"{job.surroundings.umask:03o}",
+            fixed_environment=fixed_env,
+        ),
+        sandbox=SandboxRef(tool=bwrap_version() or "none", network=ws.sandbox.network_note()),
+        outputs=[WheelRef(filename=staged.name, sha256=wheel_ref.sha256, size=wheel_ref.size,
+                          python_tag=name.python_tag, abi_tag=name.abi_tag,
+                          platform_tags=list(name.platform_tags))],
+        repair=repair,
+        test=TestRef(ran=outcome.ran, passed=outcome.passed, commands=list(outcome.commands),
+                     seconds=outcome.seconds, emulated=outcome.emulated, why_not=outcome.why_not),
+        log=None,
+        host=f"{platform.system()} {platform.release()} {platform.machine()}",
+        started=started,
+        finished=datetime.now(timezone.utc),
+        seconds=seconds,
+        stages=stages,
+        flake=_flake_revision(),
+    )
+    return BuildOutcome(record=record, wheel=staged, log=log)
+
+
+def test_wheel(job: BuildJob, wheel: Path, *, work: Path, log: Path) -> TestOutcome:
+    """Run the recipe's tests on ``wheel``, under emulation when it is for another machine."""
+    from kiln.targets import host_target
+
+    if job.target != host_target():
+        try:
+            from kiln import emulation
+        except ImportError:
+            return TestOutcome(False, None, (), 0.0,
+                               why_not=f"cannot run {job.target.name} wheels on this host")
+        return emulation.run_emulated_tests(wheel, job.recipe.test, job.interpreter.minor,
+                                            job.target, work=work, index=job.index, log=log,
+                                            label=job.label, cache=job.cache)
+    return run_wheel_tests(wheel, job.recipe.test, job.interpreter, work=work, index=job.index,
+                           log=log, label=job.label)
+
+
+def _flake_revision() -> str | None:
+    """The locked nixpkgs revision, when kiln runs inside its flake's shell."""
+    import os
+
+    return os.environ.get("KILN_FLAKE_NIXPKGS") or None
+
+
+def is_canonical(job: BuildJob) -> bool:
+    return job.surroundings == CANONICAL
+
+
+__all__ = ["BuildOutcome", "KilnError", "build_id", "run_build"]

@@ -1,0 +1,190 @@
+"""The pinned surroundings of a build: its folders, its sandbox, its variables.
+
+``CANONICAL`` is how every build runs. ``varied()`` is the second build of a
+reproducibility check: the same inputs, with everything around them changed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from kiln.recipe import VARIATIONS, Recipe
+from kiln.sandbox import CANONICAL_ROOT, Bind, Sandbox, bwrap_path
+
+# Flags that every C, C++ and Rust compile gets, so no build folder reaches a binary.
+PREFIX_MAP_FLAGS = ("CFLAGS", "CXXFLAGS")
+
+
+@dataclass(frozen=True)
+class Surroundings:
+    """Everything about a build's circumstances that must not change its result."""
+
+    root_inside: str = CANONICAL_ROOT
+    umask: int = 0o022
+    faketime: str | None = None
+    timezone: str = "UTC"
+    locale: str = "C.UTF-8"
+    hostname: str = "kiln"
+    reverse_env: bool = False
+    cpus: tuple[int, ...] | None = None
+    home: str = "home"
+    hash_seed: str = "0"
+    applied: tuple[str, ...] = ()
+    skipped: tuple[tuple[str, str], ...] = ()  # (variation, why)
+
+
+CANONICAL = Surroundings()
+
+
+def varied(skip: tuple[str, ...] = (), *, cpu_count: int | None = None) -> Surroundings:
+    """The surroundings of a rebuild: each variation applied unless skipped or impossible here."""
+    chosen = replace(CANONICAL)
+    applied: list[str] = []
+    skipped: list[tuple[str, str]] = [(v, "the recipe opts out") for v in skip]
+    cpus = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    for variation in VARIATIONS:
+        if variation in skip:
+            continue
+        why_not = ""
+        if variation == "build_path":
+            chosen = replace(chosen, root_inside="/kiln-rebuild/a/deeper/path")
+        elif variation == "umask":
+            chosen = replace(chosen, umask=0o002)
+        elif variation == "time":
+            if shutil.which("faketime"):
+                chosen = replace(chosen, faketime="+397d")
+            else:
+                why_not = "faketime is not installed"
+        elif variation == "timezone":
+            chosen = replace(chosen, timezone="Etc/GMT-14")
+        elif variation == "locale":
+            chosen = replace(chosen, locale="POSIX")
+        elif variation == "hostname":
+            if bwrap_path() is not None:
+                chosen = replace(chosen, hostname="rebuilder")
+            else:
+                why_not = "needs bubblewrap"
+        elif variation == "environment_order":
+            chosen = replace(chosen, reverse_env=True)
+        elif variation == "num_cpus":
+            if cpus > 1 and shutil.which("taskset"):
+                chosen = replace(chosen, cpus=(0,))
+            else:
+                why_not = "needs taskset and more than one CPU"
+        elif variation == "home":
+            chosen = replace(chosen, home="home-rebuild")
+        elif variation == "hash_seed":
+            chosen = replace(chosen, hash_seed="12345")
+        if why_not:
+            skipped.append((variation, why_not))
+        else:
+            applied.append(variation)
+    return replace(chosen, applied=tuple(applied), skipped=tuple(skipped))
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A build's own folders on the host, and the sandbox that shows them at fixed paths."""
+
+    root: Path
+    surroundings: Surroundings = field(default=CANONICAL)
+    visible: tuple[Path, ...] = ()
+
+    @classmethod
+    def create(cls, base: Path, surroundings: Surroundings = CANONICAL,
+               visible: tuple[Path, ...] = ()) -> Workspace:
+        base.mkdir(parents=True, exist_ok=True)
+        root = Path(tempfile.mkdtemp(prefix="build-", dir=base))
+        for sub in ("src", "out", "tmp", surroundings.home):
+            (root / sub).mkdir()
+        return cls(root=root, surroundings=surroundings, visible=visible)
+
+    @property
+    def src(self) -> Path:
+        return self.root / "src"
+
+    @property
+    def env(self) -> Path:
+        return self.root / "env"
+
+    @property
+    def out(self) -> Path:
+        return self.root / "out"
+
+    @property
+    def home(self) -> Path:
+        return self.root / self.surroundings.home
+
+    @property
+    def sandbox(self) -> Sandbox:
+        inside = self.surroundings.root_inside
+        binds = (
+            Bind(self.src, f"{inside}/src"),
+            Bind(self.env, f"{inside}/env", writable=True),
+            Bind(self.out, f"{inside}/out"),
+            Bind(self.home, f"{inside}/{self.surroundings.home}"),
+        )
+        return Sandbox(binds=binds, tmp=self.root / "tmp", hostname=self.surroundings.hostname,
+                       visible=self.visible)
+
+    def inside(self, host: Path) -> str:
+        return self.sandbox.inside(host)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def prefix_maps(ws: Workspace) -> list[tuple[str, str]]:
+    """(seen path, canonical path) for each folder whose name could reach a binary."""
+    return [
+        (ws.inside(ws.src), f"{CANONICAL_ROOT}/src"),
+        (ws.inside(ws.env), f"{CANONICAL_ROOT}/env"),
+    ]
+
+
+def build_variables(
+    recipe: Recipe,
+    ws: Workspace,
+    *,
+    source_date_epoch: int,
+    extra: Mapping[str, str] | None = None,
+    tool_dirs: tuple[str, ...] = (),
+) -> dict[str, str]:
+    """The complete environment of a build step: nothing from the caller leaks in."""
+    s = ws.surroundings
+    maps = prefix_maps(ws)
+    env: dict[str, str] = dict(recipe.environment)
+    env.update(extra or {})
+    path_dirs = [f"{ws.inside(ws.env)}/bin", *tool_dirs, "/usr/local/bin", "/usr/bin", "/bin"]
+    seen: set[str] = set()
+    env.update(
+        PATH=":".join(d for d in path_dirs if not (d in seen or seen.add(d))),
+        HOME=ws.inside(ws.home),
+        TMPDIR="/tmp" if ws.sandbox.isolated else str(ws.root / "tmp"),
+        SOURCE_DATE_EPOCH=str(source_date_epoch),
+        LC_ALL=s.locale,
+        LANG=s.locale,
+        TZ=s.timezone,
+        PYTHONHASHSEED=s.hash_seed,
+        PYTHONNOUSERSITE="1",
+        PIP_NO_INDEX="1",  # a backend that tries to install something fails fast
+    )
+    flags = " ".join(f"-ffile-prefix-map={seen_}={canon}" for seen_, canon in maps)
+    for var in PREFIX_MAP_FLAGS:
+        env[var] = f"{env[var]} {flags}".strip() if var in env else flags
+    remaps = " ".join(f"--remap-path-prefix={seen_}={canon}" for seen_, canon in maps)
+    env["RUSTFLAGS"] = f"{env['RUSTFLAGS']} {remaps}".strip() if "RUSTFLAGS" in env else remaps
+    if s.faketime:
+        env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
+    if s.reverse_env:
+        env = dict(reversed(list(env.items())))
+    return env
+
+
+def sandbox_available() -> bool:
+    return bwrap_path() is not None

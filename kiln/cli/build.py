@@ -1,0 +1,285 @@
+"""``kiln build``, ``kiln lock`` and ``kiln repro``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kiln.cli.app import app, report_error
+from kiln.cli.common import (
+    CacheOption,
+    FindLinksOption,
+    IndexUrlOption,
+    JsonOption,
+    NoIndexOption,
+    cache_dir,
+    index_options,
+    terminal,
+)
+from kiln.cli.console import err, out, print_json, table
+from kiln.errors import BuildsFailedError, KilnError, UsageError
+from kiln.installer import PYPI_SIMPLE
+from kiln.progress import reporting
+from kiln.recipe import BACKENDS, ENV_NAME, RESERVED_ENV
+from kiln.targets import TARGETS
+
+PythonOption = Annotated[list[str] | None, typer.Option(
+    "--python", "-p", help="CPython version to build for (repeatable) [default: the recipe's].")]
+TargetOption = Annotated[list[str] | None, typer.Option(
+    "--target", "-t", help=f"Target (repeatable): {', '.join(TARGETS)}.")]
+BackendOption = Annotated[str | None, typer.Option(
+    "--backend", "-b", help=f"Build backend: {', '.join(BACKENDS)} [default: the recipe's].")]
+OutputOption = Annotated[Path, typer.Option("--output", "-o", help="The wheelhouse.")]
+PythonPathOption = Annotated[list[str] | None, typer.Option(
+    "--python-path", help="Use this interpreter for a version: 3.11=/opt/py311/bin/python3.11.")]
+
+
+def _python_paths(values: list[str] | None) -> tuple[tuple[str, Path], ...]:
+    pairs = []
+    for value in values or ():
+        version, sep, path = value.partition("=")
+        if not sep or not path:
+            raise UsageError(f"--python-path {value!r} must be VERSION=PATH",
+                             hint="for example --python-path 3.11=/usr/bin/python3.11")
+        pairs.append((version, Path(path)))
+    return tuple(pairs)
+
+
+def _env_pairs(values: list[str] | None) -> tuple[tuple[str, str], ...]:
+    pairs = []
+    for value in values or ():
+        name, sep, literal = value.partition("=")
+        if not sep or not ENV_NAME.match(name) or name in RESERVED_ENV:
+            raise UsageError(f"--env {value!r} must be NAME=VALUE with a name kiln does not set",
+                             hint="for example --env GRPC_PYTHON_BUILD_EXT_COMPILER_JOBS=2")
+        pairs.append((name, literal))
+    return tuple(pairs)
+
+
+def _check_choices(targets: list[str] | None, backend: str | None) -> None:
+    for target in targets or ():
+        if target not in TARGETS:
+            raise UsageError(f"--target {target}: unknown target",
+                             hint=f"targets: {', '.join(TARGETS)}")
+    if backend is not None and backend not in BACKENDS:
+        raise UsageError(f"--backend {backend}: unknown backend",
+                         hint=f"backends: {', '.join(BACKENDS)}")
+
+
+def result_json(result: Any) -> dict[str, Any]:
+    status = ("skipped" if result.skipped else "cached" if result.cached and result.ok
+              else "built" if result.ok else "failed")
+    data: dict[str, Any] = {
+        "recipe": str(result.recipe), "label": result.label, "python": result.python,
+        "target": result.target, "status": status, "seconds": result.seconds,
+        "wheel": str(result.wheel) if result.wheel else None,
+        "log": str(result.log) if result.log else None,
+        "record": result.record.model_dump(mode="json") if result.record else None,
+    }
+    if result.skipped:
+        data["skipped"] = result.skipped
+    if result.error is not None:
+        data["error"] = {"message": result.error.message, "hint": result.error.hint,
+                         "exit_code": result.error.exit_code,
+                         "log": str(result.error.log) if result.error.log else None}
+    return data
+
+
+def print_results(results: list[Any], *, show_repro: bool) -> None:
+    rows = []
+    for r in results:
+        rec = r.record
+        status = ("skipped" if r.skipped else "failed" if not r.ok
+                  else "cached" if r.cached else "built")
+        tag = (rec.repair.policy or rec.wheel.platform_tags[-1]) if rec else r.target
+        row = [rec.wheel.filename if rec else r.label, tag,
+               rec.wheel.sha256[:12] if rec else "", f"{r.seconds:.1f}", status]
+        if rec is not None:
+            tests = ("passed" if rec.test.passed else "—" if not rec.test.ran else "failed")
+            if rec.test.emulated and rec.test.passed:
+                tests = "passed (emulated)"
+        else:
+            tests = ""
+        row.append(tests)
+        if show_repro:
+            repro = rec.repro if rec else None
+            row.append("yes" if repro and repro.reproducible else
+                       "no (expected)" if repro and not repro.expected else
+                       "no" if repro else "")
+        rows.append(row)
+    columns = ["wheel", "tag", "sha256", "s", "status", "tests"]
+    if show_repro:
+        columns.append("reproducible")
+    table(None, columns, rows)
+
+
+def finish(results: list[Any]) -> None:
+    """Print every failure's error and hint; exit with the right code."""
+    failures = [r for r in results if r.error is not None]
+    for r in failures:
+        assert r.error is not None
+        err.print(f"[bold]{r.label}[/]", highlight=False)
+        report_error(r.error)
+    for r in results:
+        if r.skipped:
+            err.print(f"skipped {r.label}: {r.skipped}", style="dim", highlight=False)
+    if failures:
+        codes = {r.error.exit_code for r in failures if r.error}
+        message = f"{len(failures)} of {len(results)} build(s) failed: " + ", ".join(
+            r.label for r in failures)
+        error = BuildsFailedError(message)
+        if len(codes) == 1:
+            error.exit_code = codes.pop()
+        raise error
+    if not any(r.ok for r in results):
+        raise KilnError("nothing was built", hint="every target was skipped; see above")
+
+
+def build_options(**kwargs: Any) -> Any:
+    from kiln.pipeline import BuildOptions
+
+    return BuildOptions(**kwargs)
+
+
+@app.command()
+def build(
+    recipes: Annotated[list[Path], typer.Argument(help="Recipe files (recipes/*.toml).")],
+    output: OutputOption = Path("wheelhouse"),
+    python: PythonOption = None,
+    target: TargetOption = None,
+    backend: BackendOption = None,
+    check_repro: Annotated[bool, typer.Option(
+        "--check-repro", help="Build a second time in varied surroundings and compare.")] = False,
+    diffoscope: Annotated[bool, typer.Option(
+        "--diffoscope", help="With --check-repro: add diffoscope's HTML report.")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Build even if an identical "
+                                                              "build is cached.")] = False,
+    no_test: Annotated[bool, typer.Option("--no-test", help="Skip the recipe's tests.")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failure.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace wheels in the "
+                                                                "wheelhouse that differ.")] = False,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", "-e", help="Extra build variable NAME=VALUE (literal; repeatable).")] = None,
+    python_path: PythonPathOption = None,
+    cache: CacheOption = None,
+    index_url: IndexUrlOption = PYPI_SIMPLE,
+    find_links: FindLinksOption = None,
+    no_index: NoIndexOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Build, repair and test wheels from recipes; put them in the wheelhouse with their records."""
+    from kiln.pipeline import build_recipes
+
+    _check_choices(target, backend)
+    options = build_options(
+        output=output.absolute(), cache=cache_dir(cache), pythons=tuple(python or ()),
+        targets=tuple(target or ()), backend=backend,
+        index=index_options(index_url, find_links, no_index), use_cache=not no_cache,
+        run_tests=not no_test, check_repro=check_repro, fail_fast=fail_fast,
+        overwrite=overwrite, python_paths=_python_paths(python_path), diffoscope=diffoscope,
+        extra_env=_env_pairs(env),
+    )
+    reporter = terminal()
+    try:
+        with reporting(reporter):
+            results = build_recipes(recipes, options)
+    finally:
+        reporter.close()
+    if json_output:
+        print_json([result_json(r) for r in results])
+    else:
+        print_results(results, show_repro=check_repro)
+    finish(results)
+
+
+@app.command()
+def lock(
+    recipes: Annotated[list[Path], typer.Argument(help="Recipe files.")],
+    python_path: PythonPathOption = None,
+    cache: CacheOption = None,
+    index_url: IndexUrlOption = PYPI_SIMPLE,
+    find_links: FindLinksOption = None,
+    no_index: NoIndexOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Resolve each recipe's build requirements and write RECIPE.lock with hashes."""
+    from kiln.lock import resolve_lock
+    from kiln.recipe import load_recipe
+
+    index = index_options(index_url, find_links, no_index)
+    locks = []
+    reporter = terminal()
+    try:
+        with reporting(reporter):
+            for path in recipes:
+                recipe = load_recipe(path)
+                locks.append(resolve_lock(recipe, cache=cache_dir(cache), index=index,
+                                          python_paths=dict(_python_paths(python_path))))
+    finally:
+        reporter.close()
+    if json_output:
+        print_json([{"lock": str(lk.path), "sha256": lk.sha256, "pythons": list(lk.pythons),
+                     "pins": [{"name": p.name, "version": p.version, "marker": p.marker,
+                               "hashes": list(p.hashes)} for p in lk.pins]} for lk in locks])
+        return
+    for lk in locks:
+        table(f"{lk.path} (CPython {', '.join(lk.pythons)})", ["requirement", "version", "marker",
+                                                                "hashes"],
+              [[p.name, p.version, p.marker, str(len(p.hashes))] for p in lk.pins])
+
+
+@app.command()
+def repro(
+    recipe: Annotated[Path, typer.Argument(help="The recipe of the wheel.")],
+    against: Annotated[str, typer.Option("--against", help="A wheel built elsewhere: a path or "
+                                                           "an https:// url.")],
+    output: OutputOption = Path("wheelhouse"),
+    backend: BackendOption = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild even if cached.")] = False,
+    diffoscope: Annotated[bool, typer.Option("--diffoscope", help="Add diffoscope's HTML "
+                                                                  "report.")] = False,
+    python_path: PythonPathOption = None,
+    cache: CacheOption = None,
+    index_url: IndexUrlOption = PYPI_SIMPLE,
+    find_links: FindLinksOption = None,
+    no_index: NoIndexOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Rebuild a wheel someone else built, and say whether ours is bit-for-bit the same."""
+    from kiln.errors import NotReproducibleError
+    from kiln.rebuild import rebuild_against
+
+    _check_choices(None, backend)
+    options = build_options(output=output.absolute(), cache=cache_dir(cache), backend=backend,
+                            index=index_options(index_url, find_links, no_index),
+                            use_cache=not no_cache, run_tests=False,
+                            python_paths=_python_paths(python_path), diffoscope=diffoscope)
+    reporter = terminal()
+    try:
+        with reporting(reporter):
+            done = rebuild_against(recipe, against, options)
+    finally:
+        reporter.close()
+    report = done.report
+    if json_output:
+        print_json(report.model_dump(mode="json"))
+    else:
+        print_report(report, done.report_path)
+    if not report.reproducible:
+        raise NotReproducibleError(f"our rebuild of {done.theirs.name} differs: {report.summary()}",
+                                   hint=(report.suggestions() or [f"see {done.report_path}"])[0])
+
+
+def print_report(report: Any, path: Path) -> None:
+    if report.reproducible:
+        out.print(f"[green]identical[/]: {report.wheel} sha256 {report.first.sha256}")
+        return
+    table(f"{report.wheel}: {report.first.sha256[:12]} vs {report.second.sha256[:12]}",
+          ["member", "how", "cause", "detail"],
+          [[d.member or "(archive)", d.aspect, d.cause_title, d.detail]
+           for d in report.differences])
+    for suggestion in report.suggestions():
+        out.print(f"• {suggestion}", highlight=False)
+    out.print(f"report: {path}", highlight=False)

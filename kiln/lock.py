@@ -1,0 +1,229 @@
+"""Build-requirement locks: resolved once, with hashes, kept beside the recipe.
+
+The lock is a requirements file that pip and uv accept with ``--require-hashes``,
+with a header that ties it to the recipe's sdist and Pythons. It holds what the sdist
+declares in ``[build-system] requires`` plus what its backend asks for at build time
+(``get_requires_for_build_wheel``), resolved for every Python of the recipe at once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from kiln import installer, proc
+from kiln.buildenv import CANONICAL, Workspace, build_variables
+from kiln.errors import LockError, RecipeError
+from kiln.fetch import FetchedSource, fetch_sdist, unpack_sdist
+from kiln.files import sha256_bytes, write_atomic
+from kiln.installer import IndexOptions
+from kiln.interpreters import Interpreter, find_interpreter
+from kiln.pep517 import BuildSystem, HookRun, get_requires_for_build_wheel, read_build_system
+from kiln.progress import reporter
+from kiln.recipe import Recipe
+
+LOCK_FORMAT = "kiln lock v1"
+_PIN = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)"
+    r"\s*(?:;\s*(?P<marker>[^-][^\\]*?))?\s*(?P<hashes>(?:--hash=\S+\s*)*)$"
+)
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+    hashes: tuple[str, ...]  # sha256 hex digests (any one of them may be installed)
+    marker: str = ""
+
+
+@dataclass(frozen=True)
+class Lock:
+    path: Path
+    sha256: str
+    sdist_sha256: str
+    pythons: tuple[str, ...]
+    declared: tuple[str, ...]
+    pins: tuple[Pin, ...]
+    resolver: str
+
+    def pins_for(self, python: str) -> tuple[Pin, ...]:
+        """The pins whose markers hold for CPython ``python`` on this platform."""
+        from packaging.markers import Marker
+
+        env = {"python_version": python, "python_full_version": f"{python}.0",
+               "implementation_name": "cpython", "platform_python_implementation": "CPython"}
+        chosen = []
+        for pin in self.pins:
+            if not pin.marker or Marker(pin.marker).evaluate(env):
+                chosen.append(pin)
+        return tuple(chosen)
+
+
+def _logical_lines(text: str) -> list[str]:
+    lines: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if not current and (not stripped or stripped.startswith("#")):
+            continue
+        if stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            current += stripped[:-1] + " "
+            continue
+        current += stripped
+        lines.append(current.strip())
+        current = ""
+    if current.strip():
+        lines.append(current.strip())
+    return lines
+
+
+def parse_lock(text: str, path: Path) -> Lock:
+    header: dict[str, str] = {}
+    first = text.splitlines()[0] if text else ""
+    if not first.startswith(f"# {LOCK_FORMAT}"):
+        raise RecipeError(f"{path}: not a kiln lock (first line must start with "
+                          f"'# {LOCK_FORMAT}')", hint="regenerate it with `kiln lock`")
+    for line in text.splitlines():
+        if line.startswith("# ") and ": " in line:
+            key, _, value = line[2:].partition(": ")
+            header.setdefault(key.strip(), value.strip())
+    for key in ("sdist-sha256", "pythons"):
+        if key not in header:
+            raise RecipeError(f"{path}: header line '# {key}: …' is missing",
+                              hint="regenerate it with `kiln lock`")
+    pins = []
+    for line in _logical_lines(text):
+        match = _PIN.match(line)
+        if not match:
+            raise RecipeError(f"{path}: '{line[:80]}' is not a pinned requirement with hashes",
+                              hint="regenerate it with `kiln lock`")
+        hashes = tuple(h.split(":", 1)[1] for h in match.group("hashes").split()
+                       if h.startswith("--hash=sha256:"))
+        if not hashes:
+            raise RecipeError(f"{path}: {match.group('name')} has no sha256 hash",
+                              hint="regenerate it with `kiln lock`")
+        pins.append(Pin(canonicalize_name(match.group("name")), match.group("version"), hashes,
+                        (match.group("marker") or "").strip()))
+    declared = tuple(x.strip() for x in header.get("requires", "").split(" | ") if x.strip())
+    return Lock(path=path, sha256=sha256_bytes(text.encode()),
+                sdist_sha256=header["sdist-sha256"], pythons=tuple(header["pythons"].split()),
+                declared=declared, pins=tuple(pins), resolver=header.get("resolver", ""))
+
+
+def read_lock(recipe: Recipe) -> Lock | None:
+    path = recipe.lock_path
+    if not path.exists():
+        return None
+    return parse_lock(path.read_text(encoding="utf-8"), path)
+
+
+def check_lock(recipe: Recipe, lock: Lock, pythons: tuple[str, ...]) -> None:
+    """Refuse a lock made for another sdist or for fewer Pythons than the build needs."""
+    if lock.sdist_sha256 != recipe.source_sha256:
+        raise LockError(f"{lock.path}: made for an sdist with sha256 {lock.sdist_sha256[:12]}…, "
+                        f"but {recipe.path} now names {recipe.source_sha256[:12]}…",
+                        hint=f"run `kiln lock {recipe.path}` to lock the new sdist's requirements")
+    missing = [py for py in pythons if py not in lock.pythons]
+    if missing:
+        raise LockError(f"{lock.path}: resolved for Python {', '.join(lock.pythons)}, "
+                        f"not for {', '.join(missing)}",
+                        hint=f"run `kiln lock {recipe.path}` after changing [build] python")
+
+
+def _dynamic_requires(recipe: Recipe, source: FetchedSource, interp: Interpreter,
+                      build_system: BuildSystem, work: Path, index: IndexOptions) -> list[str]:
+    """What the backend asks for beyond its static requirements, under ``interp``."""
+    ws = Workspace.create(work, CANONICAL, visible=(interp.path.parent.parent,))
+    try:
+        project = unpack_sdist(source, ws.src / "unpacked")
+        log = ws.root / "lock.log"
+        python = installer.create_venv(ws.env, interp.path, log=log)
+        installer.install(python, requirements=build_system.requires, index=index, log=log,
+                          what=f"installing {recipe.label}'s declared build requirements",
+                          error=LockError)
+        run = HookRun(
+            python=f"{ws.inside(ws.env)}/bin/python",
+            project_inside=ws.inside(project),
+            sandbox=ws.sandbox,
+            env=build_variables(recipe, ws, source_date_epoch=315532800),
+            log=log,
+            timeout=600,
+            label=f"{recipe.label} (cp{interp.minor.replace('.', '')})",
+        )
+        return get_requires_for_build_wheel(build_system, run, dict(recipe.config_settings))
+    finally:
+        ws.remove()
+
+
+def _merge(static: tuple[str, ...], dynamic: dict[str, list[str]]) -> list[str]:
+    """One requirement list for all Pythons: extras that only some Pythons need get markers."""
+    lines = list(static)
+    every = set.intersection(*(set(v) for v in dynamic.values())) if dynamic else set()
+    for req in sorted(every):
+        if req not in lines:
+            lines.append(req)
+    for python, reqs in sorted(dynamic.items()):
+        for req in reqs:
+            if req in every or req in static:
+                continue
+            try:
+                parsed = Requirement(req)
+            except InvalidRequirement as exc:
+                raise LockError(f"the build backend asked for {req!r}, which is not a valid "
+                                f"requirement: {exc}") from exc
+            marker = f'python_version == "{python}"'
+            if parsed.marker:
+                marker = f"({parsed.marker}) and {marker}"
+                parsed.marker = None
+            lines.append(f"{parsed} ; {marker}")
+    return lines
+
+
+def resolve_lock(recipe: Recipe, *, cache: Path, index: IndexOptions,
+                 python_paths: dict[str, Path] | None = None) -> Lock:
+    """Resolve the recipe's build requirements for all its Pythons and write the lock."""
+    source = fetch_sdist(recipe, cache)
+    reporter().stage("lock", f"{recipe.label}: reading the build requirements")
+    work = cache / "work"
+    scratch = Workspace.create(work)
+    try:
+        project = unpack_sdist(source, scratch.src / "unpacked")
+        build_system = read_build_system(project)
+    finally:
+        scratch.remove()
+    dynamic: dict[str, list[str]] = {}
+    for python in recipe.pythons:
+        interp = find_interpreter(python, (python_paths or {}).get(python))
+        reporter().stage("lock", f"{recipe.label}: asking the backend under CPython {interp.version}")
+        dynamic[python] = _dynamic_requires(recipe, source, interp, build_system, work, index)
+    requirements = _merge(build_system.requires, dynamic)
+    reporter().stage("lock", f"{recipe.label}: resolving {len(requirements)} requirements")
+    lowest = min(recipe.pythons, key=lambda v: tuple(int(x) for x in v.split(".")))
+    request = "\n".join(requirements) + "\n"
+    result = proc.capture(
+        [installer.uv_binary(), "pip", "compile", "--quiet", "--universal", "--generate-hashes",
+         "--no-header", "--python-version", lowest, *index.args(), "-"],
+        what=f"resolving the build requirements of {recipe.label}", error=LockError,
+        env=installer.uv_env(), stdin=request.encode(),
+    )
+    body = result.stdout.decode()
+    header = [
+        f"# {LOCK_FORMAT}: build requirements of {recipe.name} {recipe.version}",
+        f"# regenerate with: kiln lock {recipe.path}",
+        f"# sdist-sha256: {recipe.source_sha256}",
+        f"# pythons: {' '.join(recipe.pythons)}",
+        f"# backend: {build_system.backend}",
+        f"# requires: {' | '.join(requirements)}",
+        f"# resolver: {installer.uv_version()}",
+    ]
+    text = "\n".join(header) + "\n" + body
+    lock = parse_lock(text, recipe.lock_path)  # never write what we could not read back
+    write_atomic(recipe.lock_path, text)
+    return lock

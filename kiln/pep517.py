@@ -1,0 +1,148 @@
+"""Call an sdist's build backend (PEP 517) inside the sandbox, with no network."""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyproject_hooks
+
+from kiln import proc, toml
+from kiln.errors import BuildError
+from kiln.sandbox import Bind, Sandbox
+
+LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
+LEGACY_REQUIRES = ("setuptools>=40.8.0",)
+
+
+@dataclass(frozen=True)
+class BuildSystem:
+    requires: tuple[str, ...]
+    backend: str
+    backend_path: tuple[str, ...]
+
+
+def read_build_system(project: Path) -> BuildSystem:
+    """The ``[build-system]`` table of an unpacked sdist, with PEP 517's defaults."""
+    pyproject = project / "pyproject.toml"
+    if not pyproject.is_file():
+        if not (project / "setup.py").is_file():
+            raise BuildError(f"{project.name}: neither pyproject.toml nor setup.py in the sdist",
+                             hint="is the [source] url an sdist of a Python project?")
+        return BuildSystem(LEGACY_REQUIRES, LEGACY_BACKEND, ())
+    try:
+        data = toml.load(pyproject)
+    except toml.TOMLDecodeError as exc:
+        raise BuildError(f"{project.name}/pyproject.toml is not valid TOML: {exc}") from exc
+    table = data.get("build-system")
+    if table is None:
+        return BuildSystem(LEGACY_REQUIRES, LEGACY_BACKEND, ())
+    requires = table.get("requires")
+    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+        raise BuildError(f"{project.name}/pyproject.toml: [build-system] requires must be a "
+                         "list of strings")
+    backend = table.get("build-backend") or LEGACY_BACKEND
+    backend_path = table.get("backend-path", [])
+    return BuildSystem(tuple(requires), str(backend), tuple(backend_path))
+
+
+@dataclass(frozen=True)
+class HookRun:
+    """Where and how hooks run: which python, which sandbox, which variables."""
+
+    python: str  # as the sandbox sees it
+    project_inside: str  # the unpacked sdist as the sandbox sees it
+    sandbox: Sandbox
+    env: Mapping[str, str]
+    log: Path
+    timeout: float
+    umask: int = 0o022
+    prefix: Sequence[str] = ()  # taskset, faketime … in front of the sandbox
+    inner_prefix: Sequence[str] = ()  # faketime … inside the sandbox
+    label: str = ""
+
+
+class _Runner:
+    def __init__(self, run: HookRun, control: Path) -> None:
+        self.run = run
+        self.control = control
+
+    def __call__(self, cmd: Sequence[str], cwd: str | None = None,
+                 extra_environ: Mapping[str, str] | None = None) -> None:
+        python, script, hook, control_dir = cmd
+        # The hook script lives in kiln's own site-packages, which may be out of the
+        # sandbox's sight (a venv under /tmp): hand it a copy beside the control files.
+        local_script = Path(control_dir) / "_in_process.py"
+        shutil.copyfile(script, local_script)
+        env = {**self.run.env, **(extra_environ or {})}
+        argv = [*self.run.inner_prefix, self.run.python, str(local_script), hook, control_dir]
+        wrapped = self.run.sandbox.wrap(
+            argv, cwd=cwd, network=False,
+            extra_binds=[Bind(Path(control_dir), control_dir, writable=True)],
+        )
+        proc.run([*self.run.prefix, *wrapped], what=f"{self.run.label}: backend hook {hook}",
+                 error=BuildError, env=env, log=self.run.log, timeout=self.run.timeout,
+                 umask=self.run.umask)
+
+
+def _caller(build_system: BuildSystem, run: HookRun) -> pyproject_hooks.BuildBackendHookCaller:
+    return pyproject_hooks.BuildBackendHookCaller(
+        run.project_inside,
+        build_system.backend,
+        backend_path=list(build_system.backend_path) or None,
+        runner=_Runner(run, Path()),
+        python_executable=run.python,
+    )
+
+
+def _hook_errors(run: HookRun, hook: str, exc: Exception) -> BuildError:
+    if isinstance(exc, pyproject_hooks.BackendUnavailable):
+        return BuildError(f"{run.label}: build backend cannot be imported: "
+                          f"{exc.traceback.strip().splitlines()[-1:] or exc}",
+                          hint="is the backend among the locked build requirements?", log=run.log)
+    if isinstance(exc, pyproject_hooks.HookMissing):
+        return BuildError(f"{run.label}: build backend has no {exc.hook_name} hook", log=run.log)
+    return BuildError(f"{run.label}: {hook} failed: {exc}", log=run.log)
+
+
+@contextmanager
+def _warnings_to_log(log: Path) -> Iterator[None]:
+    """Backend warnings (deprecated classifiers …) belong in the build log, not the terminal."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    if caught:
+        with log.open("a", encoding="utf-8") as fh:
+            for w in caught:
+                fh.write(f"warning from the build backend: {w.message}\n")
+
+
+def get_requires_for_build_wheel(build_system: BuildSystem, run: HookRun,
+                                 config_settings: Mapping[str, str]) -> list[str]:
+    caller = _caller(build_system, run)
+    try:
+        with _warnings_to_log(run.log):
+            reqs = caller.get_requires_for_build_wheel(dict(config_settings) or None)
+    except (pyproject_hooks.BackendUnavailable, pyproject_hooks.HookMissing) as exc:
+        raise _hook_errors(run, "get_requires_for_build_wheel", exc) from exc
+    return [str(r) for r in reqs]
+
+
+def build_wheel(build_system: BuildSystem, run: HookRun, out_inside: str,
+                config_settings: Mapping[str, str]) -> str:
+    """Run the backend's build_wheel; return the wheel's file name."""
+    caller = _caller(build_system, run)
+    try:
+        with _warnings_to_log(run.log):
+            name: Any = caller.build_wheel(out_inside, dict(config_settings) or None)
+    except (pyproject_hooks.BackendUnavailable, pyproject_hooks.HookMissing) as exc:
+        raise _hook_errors(run, "build_wheel", exc) from exc
+    if not isinstance(name, str) or not name.endswith(".whl"):
+        raise BuildError(f"{run.label}: build backend returned {name!r}, not a wheel name",
+                         log=run.log)
+    return name

@@ -1,0 +1,318 @@
+"""The order of things: recipes → sdists → locks → builds (→ rebuilds) → wheelhouse.
+
+The only module that knows the whole flow. Each step is a function of its own module;
+this one picks them, runs them for every recipe × Python × target, keeps going past a
+failure unless told to stop, and reports one result per build.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from kiln.backends import Backend, BuildJob, Toolchain, get_backend
+from kiln.build import BuildOutcome, build_id, run_build
+from kiln.buildenv import CANONICAL, varied
+from kiln.cache import BuildCache
+from kiln.errors import KilnError, NothingToDoError, NotReproducibleError
+from kiln.fetch import fetch_sdist, source_date_epoch
+from kiln.files import Artifact, copy_atomic, sha256_file
+from kiln.installer import IndexOptions
+from kiln.interpreters import find_interpreter
+from kiln.lock import Lock, check_lock, read_lock, resolve_lock
+from kiln.progress import PrefixedReporter, reporter, reporting
+from kiln.recipe import Recipe, load_recipe
+from kiln.record import BuildRecord, FileRef, ReproRef, record_path, write_record
+from kiln.targets import TARGETS, Target, host_target
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    output: Path = Path("wheelhouse")
+    cache: Path = Path(".cache/kiln")
+    pythons: tuple[str, ...] = ()  # empty: the recipe's
+    targets: tuple[str, ...] = ()  # empty: the recipe's, as far as this host can build them
+    backend: str | None = None  # None: the recipe's
+    index: IndexOptions = field(default_factory=IndexOptions)
+    use_cache: bool = True
+    run_tests: bool = True
+    check_repro: bool = False
+    fail_fast: bool = False
+    overwrite: bool = False
+    python_paths: tuple[tuple[str, Path], ...] = ()
+    diffoscope: bool = False
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class JobResult:
+    """What became of one recipe × Python × target."""
+
+    recipe: Path
+    label: str
+    python: str = ""
+    target: str = ""
+    ok: bool = False
+    skipped: str = ""  # why it was not attempted
+    cached: bool = False
+    wheel: Path | None = None
+    record: BuildRecord | None = None
+    error: KilnError | None = None
+    seconds: float = 0.0
+    log: Path | None = None
+
+
+# Steps that run on each finished wheel (signing, the audit branch); they add to the
+# record's neighbours, never change the wheel.
+AfterBuild = Callable[[JobResult], None]
+
+
+def _pythons(recipe: Recipe, options: BuildOptions) -> tuple[str, ...]:
+    return options.pythons or recipe.pythons
+
+
+def _targets(recipe: Recipe, options: BuildOptions, backend_name: str) -> tuple[
+        list[Target], list[tuple[str, str]]]:
+    """The targets to build, and those the recipe lists but this host cannot build (and why)."""
+    if options.targets:
+        return [TARGETS[t] for t in options.targets], []
+    host = host_target()
+    chosen, skipped = [], []
+    for name in recipe.targets:
+        target = TARGETS[name]
+        if backend_name == "native" and target != host:
+            how = ("use --backend zig" if target.is_linux and host.is_linux
+                   else f"build on a {target.os} host")
+            skipped.append((name, f"the native backend builds for {host.name} only; {how}"))
+        elif backend_name == "zig" and not target.is_linux:
+            skipped.append((name, "zig builds Linux wheels only; macOS needs a macOS runner"))
+        else:
+            chosen.append(target)
+    return chosen, skipped
+
+
+def ensure_lock(recipe: Recipe, options: BuildOptions, pythons: tuple[str, ...]) -> Lock:
+    lock = read_lock(recipe)
+    if lock is None:
+        reporter().note(f"{recipe.lock_path} does not exist yet: resolving the build "
+                        "requirements and writing it")
+        lock = resolve_lock(recipe, cache=options.cache, index=options.index,
+                            python_paths=dict(options.python_paths))
+    check_lock(recipe, lock, pythons)
+    return lock
+
+
+def build_recipes(
+    paths: Sequence[Path],
+    options: BuildOptions,
+    after: Sequence[AfterBuild] = (),
+) -> list[JobResult]:
+    if not paths:
+        raise NothingToDoError("no recipes given", hint="kiln build recipes/NAME.toml")
+    results: list[JobResult] = []
+    for path in paths:
+        results.extend(_build_recipe(path, options, after, results))
+        if options.fail_fast and any(not r.ok and not r.skipped for r in results):
+            break
+    return results
+
+
+def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild],
+                  done: list[JobResult]) -> list[JobResult]:
+    out: list[JobResult] = []
+    try:
+        recipe = load_recipe(path)
+        backend_name = options.backend or recipe.backend
+        backend = get_backend(backend_name)
+        pythons = _pythons(recipe, options)
+        targets, skipped = _targets(recipe, options, backend_name)
+        for name, why in skipped:
+            out.append(JobResult(recipe=path, label=f"{recipe.label} ({name})", target=name,
+                                 skipped=why))
+            reporter().note(f"skipping {recipe.label} for {name}: {why}")
+        if not targets:
+            return out
+        source = fetch_sdist(recipe, options.cache)
+        lock = ensure_lock(recipe, options, pythons)
+        epoch = source_date_epoch(source, recipe)
+    except KilnError as exc:
+        return [*out, JobResult(recipe=path, label=str(path), error=exc)]
+    for python in pythons:
+        for target in targets:
+            result = JobResult(recipe=path, label=f"{recipe.label} (cp{python.replace('.', '')}, "
+                               f"{target.name})", python=python, target=target.name)
+            started = time.monotonic()
+            try:
+                interp = find_interpreter(python, dict(options.python_paths).get(python))
+                job = BuildJob(recipe=recipe, interpreter=interp, target=target, source=source,
+                               lock=lock, source_date_epoch=epoch, index=options.index,
+                               surroundings=CANONICAL, cache=options.cache,
+                               extra_env=options.extra_env)
+                _build_job(job, backend, options, result)
+                for step in after:
+                    step(result)
+                result.ok = True
+            except KilnError as exc:
+                result.error = exc
+                result.log = exc.log or result.log
+            result.seconds = round(time.monotonic() - started, 3)
+            out.append(result)
+            if options.fail_fast and not result.ok:
+                return out
+    return out
+
+
+def _build_job(job: BuildJob, backend: Backend, options: BuildOptions, result: JobResult) -> None:
+    toolchain = backend.toolchain(job)
+    tests = [list(c) for c in job.recipe.test.commands] if options.run_tests else "no tests"
+    key = BuildCache.key(build_id(job, backend, toolchain),
+                         tests=[tests, list(job.recipe.test.requires)])
+    logs = options.output / "logs"
+    log_name = f"{job.recipe.project}-{job.recipe.version}-{job.interpreter.tag}-{job.target.name}.log"
+    work = options.cache / "work"
+    with tempfile.TemporaryDirectory(prefix="kiln-staging-", dir=_mkdir(options.cache)) as tmp:
+        staging = Path(tmp)
+        log = staging / log_name
+        try:
+            _build_staged(job, backend, toolchain, options, result, key, staging, log, work)
+        except KilnError as exc:
+            # The staging folder goes away; a failed build's log stays in the wheelhouse.
+            if log.exists():
+                kept = logs / log_name
+                copy_atomic(log, kept)
+                exc.log = kept
+            raise
+
+
+def _build_staged(job: BuildJob, backend: Backend, toolchain: Toolchain, options: BuildOptions,
+                  result: JobResult, key: str, staging: Path, log: Path, work: Path) -> None:
+    cache = BuildCache(options.cache)
+    hit = cache.get(key) if options.use_cache else None
+    second: BuildOutcome | None = None
+    if hit is not None:
+        reporter().note(f"{job.label}: using the cached build {key[:12]} (same recipe, sdist, "
+                        "lock, interpreter and toolchain; --no-cache builds again)")
+        wheel = staging / hit.wheel.name
+        shutil.copyfile(hit.wheel, wheel)
+        if hit.log:
+            shutil.copyfile(hit.log, log)
+        first = BuildOutcome(record=hit.record.model_copy(update={"cached": True}), wheel=wheel,
+                             log=log)
+        result.cached = True
+        if options.check_repro:
+            second = _varied_build(job, backend, toolchain, work, staging)
+    elif options.check_repro:
+        first, second = _both_builds(job, backend, toolchain, work, staging, log,
+                                     options.run_tests)
+    else:
+        first = run_build(job, backend, toolchain, work=work, staging=staging / "a", log=log,
+                          run_tests=options.run_tests)
+    record = first.record
+    if second is not None:
+        record = _compare(job, first, second, options)
+    if hit is None:
+        cache.put(key, first.record, first.wheel, log)
+    _deliver(job, record, first.wheel, log, options, result)
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _varied_build(job: BuildJob, backend: Backend, toolchain: Toolchain, work: Path,
+                  staging: Path) -> BuildOutcome:
+    rebuild = replace(job, surroundings=varied(job.recipe.repro.skip_variations))
+    log = staging / "rebuild.log"
+    with reporting(PrefixedReporter(reporter(), "rebuild")):
+        # Tests already ran on the first build; the rebuild only has to make the same bytes.
+        return run_build(rebuild, backend, toolchain, work=work, staging=staging / "b", log=log,
+                         run_tests=False)
+
+
+def _both_builds(job: BuildJob, backend: Backend, toolchain: Toolchain, work: Path,
+                 staging: Path, log: Path, run_tests: bool) -> tuple[BuildOutcome, BuildOutcome]:
+    """The build and its varied rebuild: side by side when there are cores for both."""
+    def first() -> BuildOutcome:
+        return run_build(job, backend, toolchain, work=work, staging=staging / "a", log=log,
+                         run_tests=run_tests)
+
+    def second() -> BuildOutcome:
+        return _varied_build(job, backend, toolchain, work, staging)
+
+    if (os.cpu_count() or 1) < 2:
+        return first(), second()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        a = pool.submit(copy_context().run, first)
+        b = pool.submit(copy_context().run, second)
+        return a.result(), b.result()
+
+
+def _compare(job: BuildJob, first: BuildOutcome, second: BuildOutcome,
+             options: BuildOptions) -> BuildRecord:
+    from kiln.repro import compare_wheels, write_report
+
+    reporter().stage("compare", first.wheel.name)
+    report = compare_wheels(first.wheel, second.wheel, surroundings=second.record,
+                            first_record=first.record,
+                            variations=varied(job.recipe.repro.skip_variations))
+    report_path = options.output / f"{first.wheel.name}.repro.json"
+    write_report(report, report_path, diffoscope=options.diffoscope,
+                 wheels=(first.wheel, second.wheel))
+    record = first.record.model_copy(update={"repro": ReproRef(
+        checked=True,
+        reproducible=report.reproducible,
+        digests=[report.first.sha256, report.second.sha256],
+        variations=list(report.variations),
+        skipped=dict(report.skipped),
+        expected=job.recipe.repro.expected,
+        report=report_path.name,
+    )})
+    if not report.reproducible:
+        if job.recipe.repro.expected:
+            failures = options.output / "repro-failures" / first.wheel.name
+            failures.mkdir(parents=True, exist_ok=True)
+            copy_atomic(first.wheel, failures / "build-a.whl")
+            copy_atomic(second.wheel, failures / "build-b.whl")
+            raise NotReproducibleError(
+                f"{job.label}: two builds gave different wheels "
+                f"({report.first.sha256[:12]}… vs {report.second.sha256[:12]}…); "
+                f"{report.summary()}",
+                hint=f"see {report_path} (and {failures}); "
+                     + (report.suggestions()[0] if report.suggestions() else
+                        "if it cannot be fixed, set [repro] expected = false with a reason"),
+            )
+        reporter().note(f"{job.label}: not reproducible, as the recipe expects "
+                        f"({job.recipe.repro.reason})")
+    return record
+
+
+def _deliver(job: BuildJob, record: BuildRecord, wheel: Path, log: Path, options: BuildOptions,
+             result: JobResult) -> None:
+    """Put the wheel, its record and its log in the wheelhouse, each file whole or not at all."""
+    out = _mkdir(options.output)
+    target = out / wheel.name
+    digest = record.wheel.sha256
+    if target.exists() and not options.overwrite and sha256_file(target) != digest:
+        raise KilnError(f"{target} already exists with different contents",
+                        hint="move it away, or pass --overwrite to replace it")
+    log_target = out / "logs" / log.name
+    if log.exists():
+        copy_atomic(log, log_target)
+        art = Artifact.of(log_target)
+        record = record.model_copy(update={"log": FileRef(name=f"logs/{log.name}",
+                                                          sha256=art.sha256, size=art.size)})
+    copy_atomic(wheel, target)
+    write_record(record, record_path(target))
+    result.wheel = target
+    result.record = record
+    result.log = log_target if log.exists() else None
+
+

@@ -1,0 +1,367 @@
+"""Recipes: one TOML file per package and version, validated by hand into frozen records.
+
+A recipe is data only. Every value is literal: environment values are handed to the
+build as they are, test commands are split like a shell would split them but never run
+through one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from kiln import toml
+from kiln.errors import RecipeError
+from kiln.files import sha256_bytes
+from kiln.targets import TARGETS, host_target
+
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+PROJECT_NAME = re.compile(r"([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
+SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+PYTHON_VERSION = re.compile(r"3\.(\d{1,2})\Z")
+GLIBC_VERSION = re.compile(r"2\.(\d{1,2})\Z")
+
+BACKENDS = ("native", "zig", "cibuildwheel")
+# The surroundings a second build varies (see kiln.repro); a recipe may opt out of some.
+VARIATIONS = (
+    "build_path",
+    "umask",
+    "time",
+    "timezone",
+    "locale",
+    "hostname",
+    "environment_order",
+    "num_cpus",
+    "home",
+    "hash_seed",
+)
+# Variables kiln sets itself; a recipe that sets them would break the pinned environment.
+RESERVED_ENV = frozenset(
+    {"PATH", "HOME", "SOURCE_DATE_EPOCH", "PYTHONHASHSEED", "TZ", "LC_ALL", "LANG", "PYTHONPATH"}
+)
+
+# table -> key -> (type, required)
+_SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
+    "package": {"name": (str, True), "version": (str, True)},
+    "source": {"url": (str, True), "sha256": (str, True)},
+    "build": {
+        "python": (list, False),
+        "targets": (list, False),
+        "backend": (str, False),
+        "environment": (dict, False),
+        "config-settings": (dict, False),
+        "glibc": (str, False),
+        "system-requires": (dict, False),
+        "source-date-epoch": (int, False),
+        "timeout": (int, False),
+    },
+    "test": {"requires": (list, False), "commands": (list, False)},
+    "repro": {"expected": (bool, False), "skip-variations": (list, False), "reason": (str, False)},
+}
+_REQUIRED_TABLES = ("package", "source")
+_SYSTEM_MANAGERS = ("debian", "brew")
+DEFAULT_PYTHONS = ("3.11",)
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    requires: tuple[str, ...] = ()
+    commands: tuple[tuple[str, ...], ...] = ()  # each already split into argv
+
+
+@dataclass(frozen=True)
+class ReproSpec:
+    expected: bool = True
+    skip_variations: tuple[str, ...] = ()
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    path: Path
+    sha256: str  # of the recipe file's bytes
+    name: str
+    version: str
+    url: str
+    source_sha256: str
+    pythons: tuple[str, ...]
+    targets: tuple[str, ...]
+    backend: str
+    environment: tuple[tuple[str, str], ...]  # sorted (name, value)
+    config_settings: tuple[tuple[str, str], ...]
+    glibc: str
+    system_requires: tuple[tuple[str, tuple[str, ...]], ...]
+    source_date_epoch: int | None
+    timeout: int
+    test: TestSpec = field(default_factory=TestSpec)
+    repro: ReproSpec = field(default_factory=ReproSpec)
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def project(self) -> str:
+        """The normalised project name (PEP 503)."""
+        return canonicalize_name(self.name)
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_suffix(".lock")
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} {self.version}"
+
+    def system_packages(self, manager: str) -> tuple[str, ...]:
+        return dict(self.system_requires).get(manager, ())
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", bool: "true or false", list: "a list",
+             dict: "a table"}
+    if isinstance(kind, tuple):
+        return " or ".join(names.get(k, k.__name__) for k in kind)
+    return names.get(kind, kind.__name__)
+
+
+class _Checker:
+    """Raises RecipeError naming the file and the field."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def fail(self, where: str, problem: str, hint: str | None = None) -> RecipeError:
+        return RecipeError(f"{self.path}: {where}: {problem}", hint=hint)
+
+    def tables(self, data: dict[str, Any]) -> None:
+        for key, value in data.items():
+            if key not in _SCHEMA:
+                raise self.fail(f"[{key}]", f"unknown table{_suggest(key, _SCHEMA)}",
+                                hint=f"valid tables: {', '.join(_SCHEMA)}")
+            if not isinstance(value, dict):
+                raise self.fail(key, "must be a table", hint=f"write it as [{key}]")
+        for table in _REQUIRED_TABLES:
+            if table not in data:
+                raise self.fail(f"[{table}]", "missing table",
+                                hint=f"add a [{table}] table (see `kiln recipe new`)")
+        for table, values in data.items():
+            schema = _SCHEMA[table]
+            for key, value in values.items():
+                if key not in schema:
+                    raise self.fail(f"[{table}] {key}", f"unknown key{_suggest(key, schema)}",
+                                    hint=f"valid keys in [{table}]: {', '.join(schema)}")
+                kind, _ = schema[key]
+                # bool is an int in Python; a flag where a number belongs is still wrong.
+                wrong_bool = isinstance(value, bool) and kind is int
+                if not isinstance(value, kind) or wrong_bool:
+                    raise self.fail(f"[{table}] {key}", f"must be {_type_name(kind)}, "
+                                    f"not {type(value).__name__}")
+            for key, (_, required) in schema.items():
+                if required and key not in values:
+                    raise self.fail(f"[{table}] {key}", "missing required key")
+
+    def strings(self, where: str, values: list[Any]) -> tuple[str, ...]:
+        for i, value in enumerate(values):
+            if not isinstance(value, str):
+                raise self.fail(f"{where}[{i}]", f"must be a string, not {type(value).__name__}")
+        return tuple(values)
+
+
+def parse_recipe(text: str, path: Path) -> Recipe:
+    """Validate recipe ``text`` (read from ``path``) into a Recipe."""
+    check = _Checker(path)
+    try:
+        data = toml.loads(text)
+    except toml.TOMLDecodeError as exc:
+        raise check.fail("TOML", str(exc), hint="fix the syntax; see DESIGN.md for the format") \
+            from exc
+    check.tables(data)
+    package, source = data["package"], data["source"]
+    build = data.get("build", {})
+    test = data.get("test", {})
+    repro = data.get("repro", {})
+
+    name = package["name"]
+    if not PROJECT_NAME.match(name):
+        raise check.fail("[package] name", f"'{name}' is not a valid project name (PEP 508)")
+    version = package["version"]
+    try:
+        Version(version)
+    except InvalidVersion as exc:
+        raise check.fail("[package] version", f"'{version}' is not a valid version (PEP 440)",
+                         hint="use the version exactly as PyPI lists it") from exc
+
+    url = source["url"]
+    if not url.startswith(("https://", "file://")):
+        raise check.fail("[source] url", f"'{url}' must start with https:// or file://",
+                         hint="plain http:// is refused; use the https address")
+    digest = source["sha256"]
+    if not SHA256.match(digest):
+        raise check.fail("[source] sha256", f"'{digest}' is not 64 lowercase hex digits",
+                         hint="copy the sha256 from PyPI, or run `kiln recipe new NAME==VERSION`")
+
+    pythons = check.strings("[build] python", build.get("python", list(DEFAULT_PYTHONS)))
+    if not pythons:
+        raise check.fail("[build] python", "is empty", hint='list at least one, e.g. ["3.11"]')
+    for py in pythons:
+        match = PYTHON_VERSION.match(py)
+        if not match or int(match.group(1)) < 6:
+            raise check.fail("[build] python", f"'{py}' is not a CPython version like \"3.11\"")
+    if len(set(pythons)) != len(pythons):
+        raise check.fail("[build] python", "lists a version twice")
+
+    targets = check.strings("[build] targets", build.get("targets", [host_target().name]))
+    for target in targets:
+        if target not in TARGETS:
+            raise check.fail("[build] targets", f"unknown target '{target}'{_suggest(target, TARGETS)}",
+                             hint=f"targets: {', '.join(TARGETS)}")
+    if not targets:
+        raise check.fail("[build] targets", "is empty")
+
+    backend = build.get("backend", "native")
+    if backend not in BACKENDS:
+        raise check.fail("[build] backend", f"unknown backend '{backend}'{_suggest(backend, BACKENDS)}",
+                         hint=f"backends: {', '.join(BACKENDS)}")
+
+    environment = _env_table(check, "[build] environment", build.get("environment", {}))
+    for name_ in dict(environment):
+        if name_ in RESERVED_ENV:
+            raise check.fail(f"[build] environment {name_}", "is set by kiln itself",
+                             hint="remove it; kiln pins it for every build")
+    config_settings = _string_table(check, "[build] config-settings",
+                                    build.get("config-settings", {}))
+
+    glibc = build.get("glibc", "2.17")
+    if not GLIBC_VERSION.match(glibc):
+        raise check.fail("[build] glibc", f"'{glibc}' is not a glibc version like \"2.17\"")
+
+    system_requires = []
+    for manager, packages in build.get("system-requires", {}).items():
+        if manager not in _SYSTEM_MANAGERS:
+            raise check.fail(f"[build] system-requires {manager}",
+                             f"unknown package manager{_suggest(manager, _SYSTEM_MANAGERS)}",
+                             hint=f"known: {', '.join(_SYSTEM_MANAGERS)}")
+        if not isinstance(packages, list):
+            raise check.fail(f"[build] system-requires {manager}", "must be a list of packages")
+        listed = check.strings(f"[build] system-requires {manager}", packages)
+        for pkg in listed:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9.+@_-]*", pkg):
+                raise check.fail(f"[build] system-requires {manager}",
+                                 f"'{pkg}' is not a package name")
+        system_requires.append((manager, listed))
+
+    sde = build.get("source-date-epoch")
+    if sde is not None and sde < 315532800:  # zip cannot store times before 1980
+        raise check.fail("[build] source-date-epoch", "must be 315532800 (1980-01-01) or later")
+    timeout = build.get("timeout", 3600)
+    if timeout <= 0:
+        raise check.fail("[build] timeout", "must be a positive number of seconds")
+
+    commands = []
+    for i, command in enumerate(check.strings("[test] commands", test.get("commands", []))):
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as exc:
+            raise check.fail(f"[test] commands[{i}]", f"cannot be split into words: {exc}",
+                             hint="balance the quotes") from exc
+        if not argv:
+            raise check.fail(f"[test] commands[{i}]", "is empty")
+        commands.append(argv)
+    test_spec = TestSpec(requires=check.strings("[test] requires", test.get("requires", [])),
+                         commands=tuple(commands))
+
+    skips = check.strings("[repro] skip-variations", repro.get("skip-variations", []))
+    for skip in skips:
+        if skip not in VARIATIONS:
+            raise check.fail("[repro] skip-variations",
+                             f"unknown variation '{skip}'{_suggest(skip, VARIATIONS)}",
+                             hint=f"variations: {', '.join(VARIATIONS)}")
+    repro_spec = ReproSpec(expected=repro.get("expected", True), skip_variations=skips,
+                           reason=repro.get("reason", ""))
+    if not repro_spec.expected and not repro_spec.reason:
+        raise check.fail("[repro] reason", "is required when expected = false",
+                         hint="say why the package does not rebuild identically")
+
+    return Recipe(
+        path=path,
+        sha256=sha256_bytes(text.encode()),
+        name=name,
+        version=version,
+        url=url,
+        source_sha256=digest,
+        pythons=pythons,
+        targets=targets,
+        backend=backend,
+        environment=environment,
+        config_settings=config_settings,
+        glibc=glibc,
+        system_requires=tuple(sorted(system_requires)),
+        source_date_epoch=sde,
+        timeout=timeout,
+        test=test_spec,
+        repro=repro_spec,
+        raw=data,
+    )
+
+
+def _string_table(check: _Checker, where: str, table: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    for key, value in table.items():
+        if not isinstance(value, str):
+            raise check.fail(f"{where} {key}", f"must be a string, not {type(value).__name__}",
+                             hint=f'quote it: {key} = "{value}"')
+    return tuple(sorted(table.items()))
+
+
+def _env_table(check: _Checker, where: str, table: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    for key in table:
+        if not ENV_NAME.match(key):
+            raise check.fail(f"{where} {key!r}", "is not a valid variable name",
+                             hint="names are letters, digits and _, not starting with a digit")
+    return _string_table(check, where, table)
+
+
+def load_recipe(path: Path) -> Recipe:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise RecipeError(f"{path}: no such recipe", hint="check the path, or run "
+                          "`kiln recipe new NAME==VERSION` to write one") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read: {exc}") from exc
+    return parse_recipe(text, path)
+
+
+def render_recipe(
+    *,
+    name: str,
+    version: str,
+    url: str,
+    sha256: str,
+    pythons: tuple[str, ...],
+    targets: tuple[str, ...],
+    test_commands: tuple[str, ...] = (),
+    test_requires: tuple[str, ...] = (),
+    environment: Mapping[str, str] | None = None,
+) -> str:
+    """The TOML text of a new recipe, in the canonical key order."""
+    data: dict[str, Any] = {
+        "package": {"name": name, "version": version},
+        "source": {"url": url, "sha256": sha256},
+        "build": {"python": list(pythons), "targets": list(targets)},
+    }
+    if environment:
+        data["build"]["environment"] = dict(environment)
+    if test_commands or test_requires:
+        data["test"] = {"requires": list(test_requires), "commands": list(test_commands)}
+    return toml.dumps(data)

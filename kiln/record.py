@@ -1,0 +1,184 @@
+"""The build record: every input with its digest, every output with its name and digest.
+
+It is written beside each wheel as ``<wheel>.build.json`` and is what provenance,
+signing and the audit branch read. It refuses unknown keys, so a record from a newer
+kiln, or an edited one, fails loudly instead of being half understood.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kiln.errors import KilnError
+from kiln.files import write_atomic
+
+RECORD_KIND = "https://kiln.dev/build-record/v1"
+RECORD_SUFFIX = ".build.json"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FileRef(Model):
+    name: str
+    sha256: str
+    size: int
+
+
+class SourceRef(Model):
+    url: str
+    filename: str
+    sha256: str
+    size: int
+
+
+class RecipeRef(Model):
+    path: str
+    sha256: str
+    name: str
+    version: str
+
+
+class LockRef(Model):
+    path: str
+    sha256: str
+
+
+class LockedRequirement(Model):
+    name: str
+    version: str
+    hashes: list[str]
+    marker: str = ""
+
+
+class InterpreterRef(Model):
+    version: str
+    path: str
+    sha256: str
+    tag: str
+    zlib: str = ""
+
+
+class ToolRef(Model):
+    name: str
+    version: str
+    path: str = ""
+    sha256: str = ""
+
+
+class WheelRef(Model):
+    filename: str
+    sha256: str
+    size: int
+    python_tag: str
+    abi_tag: str
+    platform_tags: list[str]
+
+
+class Normalisation(Model):
+    source_date_epoch: int
+    prefix_maps: dict[str, str]
+    fixed_paths: bool
+    zip_canonical: bool
+    umask: str
+    fixed_environment: dict[str, str]
+
+
+class SandboxRef(Model):
+    tool: str
+    network: str
+
+
+class RepairRef(Model):
+    tool: str
+    policy: str
+    grafted: list[str] = Field(default_factory=list)
+    raw: FileRef
+
+
+class TestRef(Model):
+    ran: bool
+    passed: bool | None
+    commands: list[str] = Field(default_factory=list)
+    seconds: float = 0.0
+    emulated: bool = False
+    why_not: str = ""
+
+
+class ReproRef(Model):
+    """What the reproducibility check found (kiln.repro fills it)."""
+
+    checked: bool
+    reproducible: bool | None
+    digests: list[str] = Field(default_factory=list)
+    variations: list[str] = Field(default_factory=list)
+    skipped: dict[str, str] = Field(default_factory=dict)
+    expected: bool = True
+    report: str | None = None
+    against: str | None = None
+
+
+class BuildRecord(Model):
+    kind: Literal["https://kiln.dev/build-record/v1"] = RECORD_KIND
+    kiln_version: str
+    build_id: str
+    recipe: RecipeRef
+    lock: LockRef | None
+    source: SourceRef
+    python: InterpreterRef
+    target: str
+    backend: str
+    toolchain: list[ToolRef]
+    build_requirements: list[LockedRequirement]
+    system_packages: list[ToolRef] = Field(default_factory=list)
+    environment: dict[str, str]
+    config_settings: dict[str, str] = Field(default_factory=dict)
+    normalisation: Normalisation
+    sandbox: SandboxRef
+    outputs: list[WheelRef]
+    repair: RepairRef
+    test: TestRef
+    repro: ReproRef | None = None
+    log: FileRef | None = None
+    host: str
+    started: datetime
+    finished: datetime
+    seconds: float
+    stages: dict[str, float]
+    cached: bool = False
+    flake: str | None = None
+
+    @property
+    def wheel(self) -> WheelRef:
+        return self.outputs[0]
+
+
+def record_path(wheel: Path) -> Path:
+    return wheel.with_name(wheel.name + RECORD_SUFFIX)
+
+
+def write_record(record: BuildRecord, target: Path) -> None:
+    write_atomic(target, record.model_dump_json(indent=2) + "\n")
+
+
+def load_record(path: Path) -> BuildRecord:
+    try:
+        return BuildRecord.model_validate_json(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise KilnError(f"{path}: no build record", hint="build the wheel with `kiln build`, "
+                        "which writes <wheel>.build.json beside it") from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise KilnError(f"{path}: {where}: {first['msg']}",
+                        hint="the record was edited or written by another kiln version") from exc
+
+
+def dumps(record: BuildRecord) -> str:
+    return json.dumps(record.model_dump(mode="json"), indent=2)

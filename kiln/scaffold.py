@@ -1,0 +1,141 @@
+"""``kiln recipe new``: a recipe written from what the index says about a release."""
+
+from __future__ import annotations
+
+import sys
+import tarfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+
+from kiln import http
+from kiln.errors import EnvironmentSetupError, RecipeError, UsageError
+from kiln.files import write_atomic, write_new
+from kiln.interpreters import find_interpreter
+from kiln.pypi import IndexFile, project_page
+from kiln.recipe import parse_recipe, render_recipe
+from kiln.targets import host_target
+
+_NOT_PACKAGES = {"test", "tests", "testing", "doc", "docs", "example", "examples", "benchmark",
+                 "benchmarks", "bench", "scripts", "tools", "build", "ci", "src", "third_party"}
+
+
+@dataclass(frozen=True)
+class NewRecipe:
+    path: Path
+    name: str
+    version: str
+    sdist: IndexFile
+    pythons: tuple[str, ...]
+    imports: tuple[str, ...]
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """``NAME==VERSION`` (or just ``NAME`` for the newest release)."""
+    try:
+        req = Requirement(spec)
+    except InvalidRequirement as exc:
+        raise UsageError(f"'{spec}' is not NAME==VERSION: {exc}",
+                         hint="for example: kiln recipe new markupsafe==2.1.5") from exc
+    specs = list(req.specifier)
+    if not specs:
+        return req.name, None
+    if len(specs) != 1 or specs[0].operator not in ("==", "==="):
+        raise UsageError(f"'{spec}' must pin one version with ==",
+                         hint="for example: kiln recipe new markupsafe==2.1.5")
+    return req.name, specs[0].version
+
+
+def guess_imports(archive: Path, project: str) -> tuple[str, ...]:
+    """Top-level import names, read from the sdist's file list (nothing is extracted)."""
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            names = zf.namelist()
+            top_level = [n for n in names if n.endswith(".egg-info/top_level.txt")]
+            text = zf.read(top_level[0]).decode() if top_level else ""
+    else:
+        with tarfile.open(archive) as tar:
+            names = tar.getnames()
+            top_level = [n for n in names if n.endswith(".egg-info/top_level.txt")]
+            text = ""
+            if top_level:
+                fh = tar.extractfile(top_level[0])
+                text = fh.read().decode() if fh else ""
+    declared = [line.strip() for line in text.splitlines()
+                if line.strip() and not line.strip().startswith("_")]
+    if declared:
+        return tuple(dict.fromkeys(declared))
+    found: list[str] = []
+    for name in names:
+        parts = name.split("/")
+        if parts[-1] != "__init__.py" or len(parts) < 3:
+            continue
+        inner = parts[1:-1]
+        if inner and inner[0] == "src":
+            inner = inner[1:]
+        if len(inner) == 1 and inner[0] not in _NOT_PACKAGES and inner[0].isidentifier():
+            found.append(inner[0])
+    if not found:
+        modules = [n.split("/")[1][:-3] for n in names
+                   if n.count("/") == 1 and n.endswith(".py") and n.split("/")[1] != "setup.py"]
+        found = [m for m in modules if m.isidentifier() and m not in _NOT_PACKAGES]
+    wanted = canonicalize_name(project).replace("-", "_")
+    found = sorted(dict.fromkeys(found), key=lambda m: (m.lower() != wanted, m))
+    return tuple(found[:1]) or (wanted,)
+
+
+def _choose_pythons(requires_python: str | None) -> tuple[str, ...]:
+    spec = SpecifierSet(requires_python or "")
+    own = f"{sys.version_info.major}.{sys.version_info.minor}"
+    candidates = [own] + [f"3.{m}" for m in range(14, 7, -1) if f"3.{m}" != own]
+    for minor in candidates:
+        if spec.contains(f"{minor}.0", prereleases=True) or spec.contains(f"{minor}.99"):
+            try:
+                find_interpreter(minor)
+            except EnvironmentSetupError:
+                continue
+            return (minor,)
+    raise UsageError(f"no CPython on this machine satisfies requires-python {requires_python}",
+                     hint="install one, or pass --python")
+
+
+def new_recipe(spec: str, *, directory: Path, cache: Path, pythons: tuple[str, ...] = (),
+               targets: tuple[str, ...] = (), output: Path | None = None,
+               force: bool = False) -> NewRecipe:
+    name, version = parse_spec(spec)
+    page = project_page(name)
+    version = version or page.latest()
+    sdist = page.sdist(version)
+    if not sdist.sha256:
+        raise UsageError(f"the index gives no sha256 for {sdist.filename}",
+                         hint="write the recipe by hand with a hash you trust")
+    archive = http.download(sdist.url, cache / "sdists" / sdist.sha256 / sdist.filename,
+                            sha256=sdist.sha256, what=f"downloading {sdist.filename}")
+    imports = guess_imports(archive, name)
+    chosen = pythons or _choose_pythons(sdist.requires_python)
+    project = canonicalize_name(page.name)
+    path = output or directory / f"{project}.toml"
+    checks = tuple(f"python -c 'import {m}'" for m in imports)
+    text = render_recipe(name=page.name, version=version, url=sdist.url, sha256=sdist.sha256,
+                         pythons=chosen, targets=targets or (host_target().name,),
+                         test_commands=checks)
+    text = (f"# kiln recipe for {page.name} {version}, written by `kiln recipe new {spec}`.\n"
+            "# [test] commands run against each built wheel: make them exercise the compiled\n"
+            "# code, not just import it.\n" + text)
+    parse_recipe(text, path)  # what we write must load
+    try:
+        if force:
+            write_atomic(path, text)
+        else:
+            write_new(path, text)
+    except FileExistsError as exc:
+        raise RecipeError(f"{path} already exists", hint="pass --force to replace it, or -o "
+                          "to write elsewhere") from exc
+    return NewRecipe(path=path, name=page.name, version=version, sdist=sdist, pythons=chosen,
+                     imports=imports)
+
+
