@@ -86,7 +86,7 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> Iterator[tuple[_Member, 
             kind = "dir"
         elif stat.S_ISLNK(mode):
             kind = "symlink"
-        elif mode and not stat.S_ISREG(mode):
+        elif stat.S_IFMT(mode) and not stat.S_ISREG(mode):
             raise UnsafeArchiveError(f"{archive.name}: member {info.filename!r} is a special file")
         else:
             kind = "file"
@@ -99,12 +99,13 @@ def _inside(root: Path, path: Path) -> bool:
     return real == root or root in real.parents
 
 
-def _copy_capped(src: IO[bytes], dst: IO[bytes], budget: list[int], archive: Path) -> None:
+def _copy_capped(src: IO[bytes], dst: IO[bytes], budget: list[int], archive: Path,
+                 cap: int) -> None:
     while chunk := src.read(_CHUNK):
         budget[0] -= len(chunk)
         if budget[0] < 0:
             raise UnsafeArchiveError(f"{archive.name}: unpacks to more than the size cap "
-                                     f"({MAX_TOTAL_BYTES >> 30} GiB); refusing an archive bomb")
+                                     f"({cap:,} bytes); refusing an archive bomb")
         dst.write(chunk)
 
 
@@ -200,6 +201,6 @@ def _place(archive: Path, root: Path, member: _Member, opener: object, budget: l
                                  "bytes, past the size cap")
     assert callable(opener)
     with opener() as src, open(target, "xb") as dst:
-        _copy_capped(src, dst, budget, archive)
+        _copy_capped(src, dst, budget, archive, limits.max_total_bytes)
     # setuid, setgid and sticky bits never survive; the owner can always read and write.
     os.chmod(target, (member.mode & 0o777) | 0o600)

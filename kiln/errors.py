@@ -100,6 +100,11 @@ class NotReproducibleError(KilnError):
 
     exit_code = 13
 
+    def __init__(self, message: str, *, hint: str | None = None, log: Path | None = None,
+                 report: Path | None = None) -> None:
+        super().__init__(message, hint=hint, log=log)
+        self.report = report  # the JSON report that names each difference
+
 
 class SigningError(KilnError):
     """A statement could not be signed."""

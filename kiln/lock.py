@@ -187,9 +187,10 @@ def _merge(static: tuple[str, ...], dynamic: dict[str, list[str]]) -> list[str]:
 
 
 def resolve_lock(recipe: Recipe, *, cache: Path, index: IndexOptions,
-                 python_paths: dict[str, Path] | None = None) -> Lock:
+                 python_paths: dict[str, Path] | None = None,
+                 source: FetchedSource | None = None) -> Lock:
     """Resolve the recipe's build requirements for all its Pythons and write the lock."""
-    source = fetch_sdist(recipe, cache)
+    source = source or fetch_sdist(recipe, cache)
     reporter().stage("lock", f"{recipe.label}: reading the build requirements")
     work = cache / "work"
     scratch = Workspace.create(work)

@@ -22,7 +22,7 @@ from kiln.build import BuildOutcome, build_id, run_build
 from kiln.buildenv import CANONICAL, varied
 from kiln.cache import BuildCache
 from kiln.errors import KilnError, NothingToDoError, NotReproducibleError
-from kiln.fetch import fetch_sdist, source_date_epoch
+from kiln.fetch import FetchedSource, fetch_sdist, source_date_epoch
 from kiln.files import Artifact, copy_atomic, sha256_file
 from kiln.installer import IndexOptions
 from kiln.interpreters import find_interpreter
@@ -98,13 +98,14 @@ def _targets(recipe: Recipe, options: BuildOptions, backend_name: str) -> tuple[
     return chosen, skipped
 
 
-def ensure_lock(recipe: Recipe, options: BuildOptions, pythons: tuple[str, ...]) -> Lock:
+def ensure_lock(recipe: Recipe, options: BuildOptions, pythons: tuple[str, ...],
+                source: FetchedSource | None = None) -> Lock:
     lock = read_lock(recipe)
     if lock is None:
         reporter().note(f"{recipe.lock_path} does not exist yet: resolving the build "
                         "requirements and writing it")
         lock = resolve_lock(recipe, cache=options.cache, index=options.index,
-                            python_paths=dict(options.python_paths))
+                            python_paths=dict(options.python_paths), source=source)
     check_lock(recipe, lock, pythons)
     return lock
 
@@ -140,7 +141,7 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
         if not targets:
             return out
         source = fetch_sdist(recipe, options.cache)
-        lock = ensure_lock(recipe, options, pythons)
+        lock = ensure_lock(recipe, options, pythons, source)
         epoch = source_date_epoch(source, recipe)
     except KilnError as exc:
         return [*out, JobResult(recipe=path, label=str(path), error=exc)]
@@ -288,6 +289,7 @@ def _compare(job: BuildJob, first: BuildOutcome, second: BuildOutcome,
                 hint=f"see {report_path} (and {failures}); "
                      + (report.suggestions()[0] if report.suggestions() else
                         "if it cannot be fixed, set [repro] expected = false with a reason"),
+                report=report_path,
             )
         reporter().note(f"{job.label}: not reproducible, as the recipe expects "
                         f"({job.recipe.repro.reason})")

@@ -342,6 +342,34 @@ def load_recipe(path: Path) -> Recipe:
     return parse_recipe(text, path)
 
 
+def _toml_value(value: object) -> str:
+    if isinstance(value, str):
+        return toml.dumps({"v": value})[4:].strip()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        inner = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+        return "{ " + inner + " }" if inner else "{}"
+    raise TypeError(f"cannot write {type(value).__name__} into a recipe")
+
+
+def _toml_key(key: str) -> str:
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_value(key)
+
+
+def render_tables(data: Mapping[str, Mapping[str, object]]) -> str:
+    """Recipe TOML the way people write it: short arrays and tables on one line."""
+    blocks = []
+    for table, values in data.items():
+        lines = [f"[{table}]"] + [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
 def render_recipe(
     *,
     name: str,
@@ -355,13 +383,14 @@ def render_recipe(
     environment: Mapping[str, str] | None = None,
 ) -> str:
     """The TOML text of a new recipe, in the canonical key order."""
-    data: dict[str, Any] = {
+    build: dict[str, object] = {"python": list(pythons), "targets": list(targets)}
+    if environment:
+        build["environment"] = dict(environment)
+    data: dict[str, dict[str, object]] = {
         "package": {"name": name, "version": version},
         "source": {"url": url, "sha256": sha256},
-        "build": {"python": list(pythons), "targets": list(targets)},
+        "build": build,
     }
-    if environment:
-        data["build"]["environment"] = dict(environment)
     if test_commands or test_requires:
         data["test"] = {"requires": list(test_requires), "commands": list(test_commands)}
-    return toml.dumps(data)
+    return render_tables(data)

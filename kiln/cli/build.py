@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.text import Text
 
 from kiln.cli.app import app, report_error
 from kiln.cli.common import (
@@ -117,14 +118,20 @@ def print_results(results: list[Any], *, show_repro: bool) -> None:
 
 def finish(results: list[Any]) -> None:
     """Print every failure's error and hint; exit with the right code."""
+    from kiln.errors import NotReproducibleError
+    from kiln.repro import ReproReport
+
     failures = [r for r in results if r.error is not None]
     for r in failures:
         assert r.error is not None
-        err.print(f"[bold]{r.label}[/]", highlight=False)
+        if isinstance(r.error, NotReproducibleError) and r.error.report is not None:
+            report = ReproReport.model_validate_json(r.error.report.read_bytes())
+            print_report(report, r.error.report)
+        err.print(Text(r.label, style="bold"))
         report_error(r.error)
     for r in results:
         if r.skipped:
-            err.print(f"skipped {r.label}: {r.skipped}", style="dim", highlight=False)
+            err.print(Text(f"skipped {r.label}: {r.skipped}", style="dim"))
     if failures:
         codes = {r.error.exit_code for r in failures if r.error}
         message = f"{len(failures)} of {len(results)} build(s) failed: " + ", ".join(
@@ -274,12 +281,13 @@ def repro(
 
 def print_report(report: Any, path: Path) -> None:
     if report.reproducible:
-        out.print(f"[green]identical[/]: {report.wheel} sha256 {report.first.sha256}")
+        out.print(Text.assemble(("identical", "green"), f": {report.wheel} sha256 "
+                                f"{report.first.sha256}"))
         return
     table(f"{report.wheel}: {report.first.sha256[:12]} vs {report.second.sha256[:12]}",
           ["member", "how", "cause", "detail"],
           [[d.member or "(archive)", d.aspect, d.cause_title, d.detail]
            for d in report.differences])
     for suggestion in report.suggestions():
-        out.print(f"• {suggestion}", highlight=False)
-    out.print(f"report: {path}", highlight=False)
+        out.print(Text(f"• {suggestion}"))
+    out.print(Text(f"report: {path}"))

@@ -99,9 +99,11 @@ def print_json(data: Any) -> None:
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    t = Table(title=title, show_lines=False, header_style="bold", title_justify="left")
+    t = Table(title=Text(title) if title else None, show_lines=False, header_style="bold",
+              title_justify="left")
     for column in columns:
         t.add_column(column, overflow="fold")
     for row in rows:
-        t.add_row(*row)
+        # Cells are data (recipe keys like "[build]" included), never rich markup.
+        t.add_row(*(Text(cell) for cell in row))
     out.print(t)

@@ -1,0 +1,109 @@
+"""Downloads: hashes always checked, both digests named; broken downloads resumed."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+from kiln import http as kiln_http
+from kiln.errors import FetchError, HashMismatchError
+from kiln.fetch import fetch_sdist
+from kiln.recipe import parse_recipe
+
+
+def recipe_for(url: str, digest: str):
+    return parse_recipe(f"""
+[package]
+name = "demo"
+version = "1.0"
+[source]
+url = "{url}"
+sha256 = "{digest}"
+""", Path("recipes/demo.toml"))
+
+
+def test_hash_mismatch_names_both_digests_and_leaves_no_file(tmp_path):
+    sdist = tmp_path / "demo-1.0.tar.gz"
+    sdist.write_bytes(b"real bytes")
+    wrong = "0" * 64
+    actual = hashlib.sha256(b"real bytes").hexdigest()
+    with pytest.raises(HashMismatchError) as info:
+        fetch_sdist(recipe_for(sdist.as_uri(), wrong), tmp_path / "cache")
+    assert wrong in info.value.message and actual in info.value.message
+    assert "recipes/demo.toml" in info.value.message
+    assert not list((tmp_path / "cache").rglob("*.tar.gz"))
+
+
+def test_cached_copy_is_rechecked(tmp_path):
+    sdist = tmp_path / "demo-1.0.tar.gz"
+    sdist.write_bytes(b"good")
+    digest = hashlib.sha256(b"good").hexdigest()
+    recipe = recipe_for(sdist.as_uri(), digest)
+    fetched = fetch_sdist(recipe, tmp_path / "cache")
+    assert fetched.sha256 == digest
+    fetched.path.write_bytes(b"evil")  # someone tampers with the cache
+    with pytest.raises(HashMismatchError):
+        fetch_sdist(recipe, tmp_path / "cache")
+    assert not fetched.path.exists()
+    assert fetch_sdist(recipe, tmp_path / "cache").path.read_bytes() == b"good"
+
+
+def test_missing_local_file(tmp_path):
+    with pytest.raises(FetchError) as info:
+        fetch_sdist(recipe_for((tmp_path / "gone.tar.gz").as_uri(), "0" * 64), tmp_path / "c")
+    assert "cannot read" in info.value.message
+
+
+class FlakyHandler(http.server.BaseHTTPRequestHandler):
+    """Serves BODY; the first request is cut off halfway, later ones honour Range."""
+
+    body = bytes(range(256)) * 400
+    calls: list[str | None] = []
+
+    def do_GET(self) -> None:  # noqa: N802
+        FlakyHandler.calls.append(self.headers.get("Range"))
+        start = 0
+        if self.headers.get("Range"):
+            start = int(self.headers["Range"].split("=")[1].split("-")[0])
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(self.body) - 1}/{len(self.body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body) - start))
+        self.end_headers()
+        if len(FlakyHandler.calls) == 1:
+            self.wfile.write(self.body[: len(self.body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(self.body[start:])
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_broken_download_resumes_with_range(tmp_path, monkeypatch):
+    monkeypatch.setattr(kiln_http.time, "sleep", lambda s: None)
+    FlakyHandler.calls = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/demo-1.0.tar.gz"
+        digest = hashlib.sha256(FlakyHandler.body).hexdigest()
+        target = kiln_http.download(url, tmp_path / "demo.tar.gz", sha256=digest)
+    finally:
+        server.shutdown()
+    assert target.read_bytes() == FlakyHandler.body
+    assert FlakyHandler.calls[0] is None
+    assert FlakyHandler.calls[1] == f"bytes={len(FlakyHandler.body) // 2}-"
+
+
+def test_plain_http_to_the_internet_is_refused(tmp_path):
+    with pytest.raises(FetchError) as info:
+        kiln_http.download("http://example.org/x.tar.gz", tmp_path / "x")
+    assert "only https://" in info.value.message
