@@ -11,6 +11,8 @@ from pathlib import Path
 from kiln import proc
 from kiln.errors import EnvironmentSetupError
 from kiln.files import sha256_bytes, sha256_file
+from kiln.memo import StatMemo
+from kiln.memo import enabled as memo_enabled
 
 _PROBE = r"""
 import json, sys, sysconfig, platform, zlib
@@ -56,16 +58,20 @@ class Interpreter:
 
 def _candidates(minor: str) -> list[Path]:
     found: list[Path] = []
-    on_path = shutil.which(f"python{minor}")
-    if on_path:
-        found.append(Path(on_path))
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    on_path = shutil.which(f"python{minor}")
+    # A pyenv shim is a shell script that picks a version each time it runs; go to the
+    # versions it would pick from directly.
+    if on_path and Path(on_path).parent != pyenv_root / "shims":
+        found.append(Path(on_path))
     versions = pyenv_root / "versions"
     if versions.is_dir():
         for entry in sorted(versions.iterdir(), reverse=True):
             exe = entry / "bin" / f"python{minor}"
             if entry.name.startswith(minor + ".") and exe.exists():
                 found.append(exe)
+    if on_path and Path(on_path) not in found:
+        found.append(Path(on_path))
     for base in ("/usr/bin", "/usr/local/bin", "/opt/homebrew/bin"):
         exe = Path(base) / f"python{minor}"
         if exe.exists():
@@ -80,14 +86,25 @@ def describe(executable: Path) -> Interpreter:
     key = ("path", str(executable))
     if key in _cache:
         return _cache[key]
-    out = proc.capture([executable, "-I", "-c", _PROBE], what=f"asking {executable} what it is",
-                       error=EnvironmentSetupError, quiet=True)
-    info = json.loads(out.stdout)
-    real = Path(info["executable"]).resolve()
-    digest = sha256_file(real)
-    libpython = Path(info["libpython"])
-    if libpython.suffix != ".a" and ".so" in libpython.name and libpython.is_file():
-        digest = sha256_bytes(f"{digest} {sha256_file(libpython.resolve())}".encode())
+    memo = StatMemo("interpreters")
+    memo_key = str(executable.absolute())
+    known = memo.get(memo_key) if memo_enabled() else None
+    if known is not None:
+        info, digest = known["info"], known["sha256"]
+    else:
+        out = proc.capture([executable, "-I", "-c", _PROBE],
+                           what=f"asking {executable} what it is", error=EnvironmentSetupError,
+                           quiet=True)
+        info = json.loads(out.stdout)
+        files = [Path(info["executable"]).resolve()]
+        libpython = Path(info["libpython"])
+        if libpython.suffix != ".a" and ".so" in libpython.name and libpython.is_file():
+            files.append(libpython.resolve())
+        # The executable may be a stub that loads libpython: pin both.
+        digests = [sha256_file(f) for f in files]
+        digest = digests[0] if len(digests) == 1 else sha256_bytes(" ".join(digests).encode())
+        if memo_enabled():
+            memo.put(memo_key, [executable.resolve(), *files], {"info": info, "sha256": digest})
     interp = Interpreter(
         path=Path(info["executable"]),
         version=info["version"],

@@ -13,6 +13,8 @@ from kiln.backends.pep517build import pep517_build
 from kiln.buildenv import Workspace
 from kiln.errors import UnsupportedError
 from kiln.files import sha256_file
+from kiln.memo import StatMemo
+from kiln.memo import enabled as memo_enabled
 from kiln.targets import host_target
 
 
@@ -23,10 +25,24 @@ def describe_tool(command: str, name: str | None = None) -> Tool | None:
     if exe is None:
         return None
     real = Path(exe).resolve()
-    out = proc.capture([exe, "--version"], what=f"{command} --version", check=False, quiet=True)
-    text = (out.stdout or out.stderr).decode(errors="replace").strip().splitlines()
-    version = text[0] if text else "unknown"
-    return Tool(name=name or command, version=version, path=str(real), sha256=sha256_file(real))
+    depends = [real]
+    if real.name == "rustup":
+        # rustup's proxies stay the same file while the toolchains behind them change.
+        rustup_home = Path(os.environ.get("RUSTUP_HOME", Path.home() / ".rustup"))
+        depends += [p for p in (rustup_home / "settings.toml", rustup_home / "toolchains")
+                    if p.exists()]
+    memo = StatMemo("tools") if memo_enabled() else None
+    key = f"{real} as {command}"
+    known = memo.get(key) if memo else None
+    if known is None:
+        out = proc.capture([exe, "--version"], what=f"{command} --version", check=False,
+                           quiet=True)
+        text = (out.stdout or out.stderr).decode(errors="replace").strip().splitlines()
+        known = {"version": text[0] if text else "unknown", "sha256": sha256_file(real)}
+        if memo:
+            memo.put(key, depends, known)
+    return Tool(name=name or command, version=known["version"], path=str(real),
+                sha256=known["sha256"])
 
 
 # Tools a native build may reach for; each one found is recorded and pinned by digest.
