@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kiln import __version__
+from kiln import __version__, emulation
 from kiln.backends import Backend, BuildJob, Toolchain
 from kiln.buildenv import CANONICAL, Workspace, prefix_maps
 from kiln.errors import BuildError, KilnError
@@ -37,7 +37,7 @@ from kiln.wheelfile import canonicalise, parse_name
 from kiln.wheeltest import TestOutcome, run_wheel_tests
 
 # Bumped whenever kiln changes what it does to a build in a way that changes its bytes.
-NORMALISATION_VERSION = "1"
+NORMALISATION_VERSION = "2"
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,9 @@ def build_inputs(job: BuildJob, backend: Backend, toolchain: Toolchain) -> dict[
         "extra_env": dict(job.extra_env),
         "source_date_epoch": job.source_date_epoch,
         "sandbox": bwrap_version() or "none",
+        # Only when there are some, so that builds without system packages keep their ids.
+        **({"system_packages": [[p.manager, p.name, p.version] for p in job.system_packages]}
+           if job.system_packages else {}),
     }
 
 
@@ -92,7 +95,7 @@ def run_build(
     clock = time.monotonic()
     stages: dict[str, float] = {}
     visible = (job.interpreter.path.parent.parent, *toolchain.visible)
-    ws = Workspace.create(work, job.surroundings, visible=visible)
+    ws = Workspace.create(work, job.surroundings, visible=visible, writable=toolchain.writable)
     try:
         reporter().stage("build", job.label)
         t = time.monotonic()
@@ -166,17 +169,22 @@ def run_build(
                               marker=p.marker)
             for p in job.lock.pins_for(job.interpreter.minor)
         ],
+        system_packages=[ToolRef(name=p.name, version=p.version) for p in job.system_packages],
         environment=environment,
         config_settings=dict(job.recipe.config_settings),
         normalisation=Normalisation(
             source_date_epoch=job.source_date_epoch,
-            prefix_maps=dict(prefix_maps(ws)),
-            fixed_paths=ws.sandbox.isolated,
+            prefix_maps=dict(raw_build.isolation.prefix_maps if raw_build.isolation
+                             else prefix_maps(ws)),
+            fixed_paths=(raw_build.isolation.fixed_paths if raw_build.isolation
+                         else ws.sandbox.isolated),
             zip_canonical=True,
             umask=f"{job.surroundings.umask:03o}",
             fixed_environment=fixed_env,
         ),
-        sandbox=SandboxRef(tool=bwrap_version() or "none", network=ws.sandbox.network_note()),
+        sandbox=(SandboxRef(tool=raw_build.isolation.tool, network=raw_build.isolation.network)
+                 if raw_build.isolation else
+                 SandboxRef(tool=bwrap_version() or "none", network=ws.sandbox.network_note())),
         outputs=[WheelRef(filename=staged.name, sha256=wheel_ref.sha256, size=wheel_ref.size,
                           python_tag=name.python_tag, abi_tag=name.abi_tag,
                           platform_tags=list(name.platform_tags))],
@@ -199,11 +207,6 @@ def test_wheel(job: BuildJob, wheel: Path, *, work: Path, log: Path) -> TestOutc
     from kiln.targets import host_target
 
     if job.target != host_target():
-        try:
-            from kiln import emulation
-        except ImportError:
-            return TestOutcome(False, None, (), 0.0,
-                               why_not=f"cannot run {job.target.name} wheels on this host")
         return emulation.run_emulated_tests(wheel, job.recipe.test, job.interpreter.minor,
                                             job.target, work=work, index=job.index, log=log,
                                             label=job.label, cache=job.cache)

@@ -16,8 +16,6 @@ from pathlib import Path
 from kiln.recipe import VARIATIONS, Recipe
 from kiln.sandbox import CANONICAL_ROOT, Bind, Sandbox, bwrap_path
 
-# Flags that every C, C++ and Rust compile gets, so no build folder reaches a binary.
-PREFIX_MAP_FLAGS = ("CFLAGS", "CXXFLAGS")
 
 
 @dataclass(frozen=True)
@@ -94,15 +92,16 @@ class Workspace:
     root: Path
     surroundings: Surroundings = field(default=CANONICAL)
     visible: tuple[Path, ...] = ()
+    writable: tuple[Path, ...] = ()  # host paths the build may write where they are
 
     @classmethod
     def create(cls, base: Path, surroundings: Surroundings = CANONICAL,
-               visible: tuple[Path, ...] = ()) -> Workspace:
+               visible: tuple[Path, ...] = (), writable: tuple[Path, ...] = ()) -> Workspace:
         base.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix="build-", dir=base))
         for sub in ("src", "out", "tmp", surroundings.home):
             (root / sub).mkdir()
-        return cls(root=root, surroundings=surroundings, visible=visible)
+        return cls(root=root, surroundings=surroundings, visible=visible, writable=writable)
 
     @property
     def src(self) -> Path:
@@ -130,7 +129,7 @@ class Workspace:
             Bind(self.home, f"{inside}/{self.surroundings.home}"),
         )
         return Sandbox(binds=binds, tmp=self.root / "tmp", hostname=self.surroundings.hostname,
-                       visible=self.visible)
+                       visible=self.visible, writable=self.writable)
 
     def inside(self, host: Path) -> str:
         return self.sandbox.inside(host)
@@ -147,6 +146,11 @@ def prefix_maps(ws: Workspace) -> list[tuple[str, str]]:
     ]
 
 
+def prefix_map_flags(ws: Workspace) -> list[str]:
+    """What every C and C++ compile gets (through kiln's compiler wrappers)."""
+    return [f"-ffile-prefix-map={seen}={canon}" for seen, canon in prefix_maps(ws)]
+
+
 def build_variables(
     recipe: Recipe,
     ws: Workspace,
@@ -161,9 +165,8 @@ def build_variables(
     env: dict[str, str] = dict(recipe.environment)
     env.update(extra or {})
     path_dirs = [f"{ws.inside(ws.env)}/bin", *tool_dirs, "/usr/local/bin", "/usr/bin", "/bin"]
-    seen: set[str] = set()
     env.update(
-        PATH=":".join(d for d in path_dirs if not (d in seen or seen.add(d))),
+        PATH=":".join(dict.fromkeys(path_dirs)),
         HOME=ws.inside(ws.home),
         TMPDIR="/tmp" if ws.sandbox.isolated else str(ws.root / "tmp"),
         SOURCE_DATE_EPOCH=str(source_date_epoch),
@@ -174,9 +177,6 @@ def build_variables(
         PYTHONNOUSERSITE="1",
         PIP_NO_INDEX="1",  # a backend that tries to install something fails fast
     )
-    flags = " ".join(f"-ffile-prefix-map={seen_}={canon}" for seen_, canon in maps)
-    for var in PREFIX_MAP_FLAGS:
-        env[var] = f"{env[var]} {flags}".strip() if var in env else flags
     remaps = " ".join(f"--remap-path-prefix={seen_}={canon}" for seen_, canon in maps)
     env["RUSTFLAGS"] = f"{env['RUSTFLAGS']} {remaps}".strip() if "RUSTFLAGS" in env else remaps
     if s.faketime:

@@ -118,6 +118,45 @@ class VerificationError(KilnError):
     exit_code = 21
 
 
+# What `kiln verify` found wrong, one exit code per kind of doubt, so a script can tell
+# a tampered wheel from a missing signature.
+class WheelDigestError(VerificationError):
+    """The wheel's bytes are not the bytes the statement names (tampered or replaced)."""
+
+    exit_code = 22
+
+
+class SubjectNameError(VerificationError):
+    """The statement does not name the wheel under this filename (renamed, or another wheel)."""
+
+    exit_code = 23
+
+
+class SignatureError(VerificationError):
+    """The signature does not verify: the statement or bundle was changed after signing."""
+
+    exit_code = 24
+
+
+class SignerMismatchError(VerificationError):
+    """A valid signature, but by another key or identity than the policy trusts."""
+
+    exit_code = 25
+
+
+class AttestationMissingError(VerificationError):
+    """No attestation was found for the wheel."""
+
+    exit_code = 26
+
+
+class MalformedAttestationError(VerificationError):
+    """The envelope, bundle or statement cannot be read as one."""
+
+    exit_code = 27
+    default_hint = "the attestation is damaged, truncated or of another kind; fetch it again"
+
+
 class AuditError(KilnError):
     """The audit branch could not be read or written."""
 

@@ -27,9 +27,11 @@ from kiln.files import Artifact, copy_atomic, sha256_file
 from kiln.installer import IndexOptions
 from kiln.interpreters import find_interpreter
 from kiln.lock import Lock, check_lock, read_lock, resolve_lock
+from kiln.outcomes import record_outcomes
 from kiln.progress import PrefixedReporter, reporter, reporting
 from kiln.recipe import Recipe, load_recipe
 from kiln.record import BuildRecord, FileRef, ReproRef, record_path, write_record
+from kiln.sysdeps import ensure_system_packages
 from kiln.targets import TARGETS, Target, host_target
 
 
@@ -49,6 +51,7 @@ class BuildOptions:
     python_paths: tuple[tuple[str, Path], ...] = ()
     diffoscope: bool = False
     extra_env: tuple[tuple[str, str], ...] = ()
+    install_system_deps: bool = False  # apt-get/brew install a recipe's missing system-requires
 
 
 @dataclass
@@ -93,6 +96,9 @@ def _targets(recipe: Recipe, options: BuildOptions, backend_name: str) -> tuple[
             skipped.append((name, f"the native backend builds for {host.name} only; {how}"))
         elif backend_name == "zig" and not target.is_linux:
             skipped.append((name, "zig builds Linux wheels only; macOS needs a macOS runner"))
+        elif backend_name == "zig" and target.arch not in ("x86_64", "aarch64"):
+            skipped.append((name, "the zig backend builds x86_64 and aarch64 wheels only; "
+                                  "use --backend cibuildwheel"))
         else:
             chosen.append(target)
     return chosen, skipped
@@ -119,7 +125,9 @@ def build_recipes(
         raise NothingToDoError("no recipes given", hint="kiln build recipes/NAME.toml")
     results: list[JobResult] = []
     for path in paths:
-        results.extend(_build_recipe(path, options, after, results))
+        attempted = _build_recipe(path, options, after, results)
+        record_outcomes(options.output, attempted)  # what `kiln status` reads, failures too
+        results.extend(attempted)
         if options.fail_fast and any(not r.ok and not r.skipped for r in results):
             break
     return results
@@ -140,6 +148,9 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
             reporter().note(f"skipping {recipe.label} for {name}: {why}")
         if not targets:
             return out
+        # Containers bring their own libraries; the host's matter to the other backends.
+        system = (ensure_system_packages(recipe, install=options.install_system_deps)
+                  if backend_name != "cibuildwheel" else ())
         source = fetch_sdist(recipe, options.cache)
         lock = ensure_lock(recipe, options, pythons, source)
         epoch = source_date_epoch(source, recipe)
@@ -155,7 +166,7 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
                 job = BuildJob(recipe=recipe, interpreter=interp, target=target, source=source,
                                lock=lock, source_date_epoch=epoch, index=options.index,
                                surroundings=CANONICAL, cache=options.cache,
-                               extra_env=options.extra_env)
+                               extra_env=options.extra_env, system_packages=system)
                 _build_job(job, backend, options, result)
                 for step in after:
                     step(result)
@@ -184,11 +195,19 @@ def _build_job(job: BuildJob, backend: Backend, options: BuildOptions, result: J
         try:
             _build_staged(job, backend, toolchain, options, result, key, staging, log, work)
         except KilnError as exc:
-            # The staging folder goes away; a failed build's log stays in the wheelhouse.
+            # The staging folder goes away; a failed build's logs stay in the wheelhouse
+            # (the --check-repro rebuild's too: it may be the one that failed).
+            failed_in = exc.log
             if log.exists():
                 kept = logs / log_name
                 copy_atomic(log, kept)
                 exc.log = kept
+            rebuild_log = staging / "rebuild.log"
+            if rebuild_log.exists():
+                kept = logs / log_name.replace(".log", ".rebuild.log")
+                copy_atomic(rebuild_log, kept)
+                if failed_in == rebuild_log:
+                    exc.log = kept
             raise
 
 
@@ -265,8 +284,8 @@ def _compare(job: BuildJob, first: BuildOutcome, second: BuildOutcome,
                             first_record=first.record,
                             variations=varied(job.recipe.repro.skip_variations))
     report_path = options.output / f"{first.wheel.name}.repro.json"
-    write_report(report, report_path, diffoscope=options.diffoscope,
-                 wheels=(first.wheel, second.wheel))
+    report = write_report(report, report_path, diffoscope=options.diffoscope,
+                          wheels=(first.wheel, second.wheel))
     record = first.record.model_copy(update={"repro": ReproRef(
         checked=True,
         reproducible=report.reproducible,

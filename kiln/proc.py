@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ def run(
     """
     args = tuple(str(a) for a in argv)
     reporter().command(args)
+    started = time.monotonic()
+    returncode = -1
     tail: deque[str] = deque(maxlen=_TAIL_LINES)
     log_file = log.open("a", encoding="utf-8", errors="replace") if log else None
     try:
@@ -88,6 +91,7 @@ def run(
     finally:
         if log_file:
             log_file.close()
+        reporter().finished(args, returncode, time.monotonic() - started)
     finished = Finished(args, returncode, "\n".join(tail))
     if check and returncode != 0:
         last = next((line for line in reversed(tail) if line.strip()), "no output")

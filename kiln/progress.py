@@ -21,6 +21,9 @@ class Reporter(Protocol):
     def output(self, line: str) -> None:
         """One line a running tool printed (already written to the log)."""
 
+    def finished(self, argv: Sequence[str], returncode: int, seconds: float) -> None:
+        """A subprocess that ``command`` announced has ended."""
+
     def note(self, message: str) -> None:
         """Something worth telling that is not an error (cache hit, fallback)."""
 
@@ -33,6 +36,9 @@ class SilentReporter:
         pass
 
     def output(self, line: str) -> None:
+        pass
+
+    def finished(self, argv: Sequence[str], returncode: int, seconds: float) -> None:
         pass
 
     def note(self, message: str) -> None:
@@ -72,6 +78,9 @@ class PrefixedReporter:
 
     def output(self, line: str) -> None:
         self._inner.output(f"[{self._label}] {line}")
+
+    def finished(self, argv: Sequence[str], returncode: int, seconds: float) -> None:
+        self._inner.finished(argv, returncode, seconds)
 
     def note(self, message: str) -> None:
         self._inner.note(f"[{self._label}] {message}")

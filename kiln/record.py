@@ -125,7 +125,7 @@ class ReproRef(Model):
 
 
 class BuildRecord(Model):
-    kind: Literal["https://kiln.dev/build-record/v1"] = RECORD_KIND
+    kind: Literal["https://kiln.dev/build-record/v1"] = "https://kiln.dev/build-record/v1"
     kiln_version: str
     build_id: str
     recipe: RecipeRef

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kiln import proc
 from kiln.errors import RepairError, UnsupportedError
-from kiln.targets import Target
+from kiln.targets import Target, host_target
 from kiln.wheelfile import elf_members, parse_name
 
 
@@ -71,7 +71,10 @@ _TOO_RECENT = re.compile(r"too-recent versioned symbols|is not compliant", re.IG
 def _auditwheel(raw: Path, target: Target, out_dir: Path, *, epoch: int, log: Path,
                 policy: str | None, label: str) -> Repaired:
     argv: list[str | Path] = [sys.executable, "-m", "auditwheel", "repair", "-w", out_dir]
-    if policy:
+    # auditwheel offers --plat choices for the host's architecture only. A foreign wheel
+    # (a zig cross build) is repaired to the best policy it meets, then held to ``policy``.
+    foreign = bool(policy) and target != host_target()
+    if policy and not foreign:
         argv += ["--plat", policy]
     argv.append(raw)
     before = set(out_dir.iterdir())
@@ -93,9 +96,31 @@ def _auditwheel(raw: Path, target: Target, out_dir: Path, *, epoch: int, log: Pa
     tags = parse_name(repaired.name).platform_tags
     reached = next((t for t in tags if t.startswith("manylinux_") or t.startswith("musllinux_")),
                    tags[0])
+    if foreign and policy and not _meets(tags, policy):
+        raise RepairError(f"{label}: {raw.name} reached only {reached}, not {policy}",
+                          hint="the extension uses glibc symbols newer than the policy, or "
+                               "links a library that manylinux does not allow; the log shows "
+                               "auditwheel's reasons", log=log)
     with zipfile.ZipFile(repaired) as zf:
         grafted = tuple(sorted(n for n in zf.namelist() if ".libs/" in n and ".so" in n))
     return Repaired(repaired, f"auditwheel {_version('auditwheel')}", reached, grafted)
+
+
+_MANYLINUX = re.compile(r"manylinux_(\d+)_(\d+)_(\w+)\Z")
+
+
+def _meets(tags: tuple[str, ...], policy: str) -> bool:
+    """Whether one of ``tags`` is ``policy`` or an older glibc of the same architecture."""
+    wanted = _MANYLINUX.match(policy)
+    if wanted is None:
+        return policy in tags
+    want = (int(wanted.group(1)), int(wanted.group(2)))
+    for tag in tags:
+        got = _MANYLINUX.match(tag)
+        if got and got.group(3) == wanted.group(3) and (int(got.group(1)),
+                                                        int(got.group(2))) <= want:
+            return True
+    return False
 
 
 def _delocate(raw: Path, out_dir: Path, *, epoch: int, log: Path, label: str) -> Repaired:

@@ -11,7 +11,6 @@ import difflib
 import io
 import re
 import shutil
-import subprocess
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from kiln import proc
 from kiln.buildenv import Surroundings
 from kiln.files import Artifact, write_atomic
 from kiln.record import BuildRecord, FileRef
@@ -85,7 +85,7 @@ class Difference(Model):
 
 
 class ReproReport(Model):
-    kind: Literal["https://kiln.dev/repro-report/v1"] = REPORT_KIND
+    kind: Literal["https://kiln.dev/repro-report/v1"] = "https://kiln.dev/repro-report/v1"
     wheel: str
     first: FileRef
     second: FileRef
@@ -333,6 +333,7 @@ def _record_diff(name: str, data_a: bytes, data_b: bytes, changed: list[str]) ->
 def write_report(report: ReproReport, path: Path, *, diffoscope: bool = False,
                  wheels: tuple[Path, Path] | None = None) -> ReproReport:
     """Write the report JSON (and diffoscope's HTML when asked and installed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if diffoscope and wheels and not report.reproducible:
         html = path.with_name(path.name.replace(".repro.json", ".diffoscope.html"))
         exe = shutil.which("diffoscope")
@@ -341,8 +342,9 @@ def write_report(report: ReproReport, path: Path, *, diffoscope: bool = False,
                                                              "diffoscope-minimal)"})
         else:
             tmp = html.with_name(html.name + ".tmp")
-            subprocess.run([exe, "--html", str(tmp), str(wheels[0]), str(wheels[1])],
-                           capture_output=True, check=False, timeout=1800)
+            # diffoscope exits 1 when the files differ, which is the point here.
+            proc.run([exe, "--html", tmp, wheels[0], wheels[1]], what="diffoscope",
+                     check=False, timeout=1800)
             if tmp.exists():
                 tmp.replace(html)
                 report = report.model_copy(update={"diffoscope": html.name})

@@ -88,6 +88,8 @@ class Sandbox:
     # Host paths the build must see where they are (interpreter, kiln's own files): the
     # private /tmp would hide them if they live under /tmp.
     visible: tuple[Path, ...] = field(default=())
+    # Host paths the build may write where they are (a compiler cache shared by builds).
+    writable: tuple[Path, ...] = field(default=())
 
     @property
     def isolated(self) -> bool:
@@ -143,6 +145,8 @@ class Sandbox:
         for path in self.visible:
             if path == Path("/tmp") or Path("/tmp") in path.parents:
                 args += ["--ro-bind", str(path), str(path)]
+        for path in self.writable:
+            args += ["--bind", str(path), str(path)]
         for bind in (*self.binds, *extra_binds):
             args += ["--bind" if bind.writable else "--ro-bind", str(bind.host), bind.inside]
         if cwd:

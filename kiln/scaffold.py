@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import tarfile
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,7 +106,8 @@ def _choose_pythons(requires_python: str | None) -> tuple[str, ...]:
 
 def new_recipe(spec: str, *, directory: Path, cache: Path, pythons: tuple[str, ...] = (),
                targets: tuple[str, ...] = (), output: Path | None = None,
-               force: bool = False) -> NewRecipe:
+               force: bool = False, url: str | None = None,
+               environment: tuple[tuple[str, str], ...] = ()) -> NewRecipe:
     name, version = parse_spec(spec)
     page = project_page(name)
     version = version or page.latest()
@@ -113,6 +115,12 @@ def new_recipe(spec: str, *, directory: Path, cache: Path, pythons: tuple[str, .
     if not sdist.sha256:
         raise UsageError(f"the index gives no sha256 for {sdist.filename}",
                          hint="write the recipe by hand with a hash you trust")
+    if url is not None and url != sdist.url:
+        # Another address (a mirror) is fine only if it serves exactly the index's bytes.
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="kiln-url-", dir=cache) as scratch:
+            http.download(url, Path(scratch) / sdist.filename, sha256=sdist.sha256,
+                          what=f"--url (checked against the index's sha256 of {sdist.filename})")
     archive = http.download(sdist.url, cache / "sdists" / sdist.sha256 / sdist.filename,
                             sha256=sdist.sha256, what=f"downloading {sdist.filename}")
     imports = guess_imports(archive, name)
@@ -120,9 +128,10 @@ def new_recipe(spec: str, *, directory: Path, cache: Path, pythons: tuple[str, .
     project = canonicalize_name(page.name)
     path = output or directory / f"{project}.toml"
     checks = tuple(f"python -c 'import {m}'" for m in imports)
-    text = render_recipe(name=page.name, version=version, url=sdist.url, sha256=sdist.sha256,
-                         pythons=chosen, targets=targets or (host_target().name,),
-                         test_commands=checks)
+    text = render_recipe(name=page.name, version=version, url=url or sdist.url,
+                         sha256=sdist.sha256, pythons=chosen,
+                         targets=targets or (host_target().name,), test_commands=checks,
+                         environment=dict(environment))
     text = (f"# kiln recipe for {page.name} {version}, written by `kiln recipe new {spec}`.\n"
             "# [test] commands run against each built wheel: make them exercise the compiled\n"
             "# code, not just import it.\n" + text)

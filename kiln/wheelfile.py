@@ -96,7 +96,7 @@ def canonicalise(wheel: Path, epoch: int) -> bool:
             for info in infos:
                 mode = (info.external_attr >> 16) & 0o777
                 exe = bool(mode & 0o111)
-                out = zipfile.ZipInfo(info.filename, date_time=stamp)  # type: ignore[arg-type]
+                out = zipfile.ZipInfo(info.filename, date_time=stamp)
                 out.create_system = 3  # unix, so the mode bits mean what they say
                 out.external_attr = ((stat.S_IFREG | (0o755 if exe else 0o644)) << 16)
                 out.compress_type = zipfile.ZIP_DEFLATED

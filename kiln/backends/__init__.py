@@ -20,6 +20,7 @@ from kiln.installer import IndexOptions
 from kiln.interpreters import Interpreter
 from kiln.lock import Lock
 from kiln.recipe import BACKENDS, Recipe
+from kiln.sysdeps import SystemPackage
 from kiln.targets import Target
 
 
@@ -39,6 +40,7 @@ class Toolchain:
     env: tuple[tuple[str, str], ...] = ()  # CC, CXX … for the build step
     tool_dirs: tuple[str, ...] = ()  # prepended to the build's PATH
     visible: tuple[Path, ...] = ()  # host paths the sandbox must show
+    writable: tuple[Path, ...] = ()  # host paths the build may write (zig's compiler cache)
     cross: bool = False
     policy: str | None = None  # the auditwheel policy to aim for ("manylinux_2_17_aarch64")
     notes: tuple[str, ...] = ()
@@ -58,6 +60,8 @@ class BuildJob:
     surroundings: Surroundings
     cache: Path
     extra_env: tuple[tuple[str, str], ...] = field(default=())
+    # The recipe's system-requires as installed on this host (recorded; in the build id).
+    system_packages: tuple[SystemPackage, ...] = field(default=())
 
     @property
     def label(self) -> str:
@@ -65,10 +69,21 @@ class BuildJob:
 
 
 @dataclass(frozen=True)
+class Isolation:
+    """How a backend that isolates its builds itself (cibuildwheel's containers) did it."""
+
+    tool: str  # "docker 28.2.2, quay.io/pypa/manylinux2014_x86_64@sha256:…"
+    network: str
+    prefix_maps: tuple[tuple[str, str], ...]
+    fixed_paths: bool
+
+
+@dataclass(frozen=True)
 class RawBuild:
     wheels: tuple[Path, ...]
     repaired: bool = False  # the backend already repaired them (cibuildwheel)
     environment: tuple[tuple[str, str], ...] = ()  # what the backend step was given
+    isolation: Isolation | None = None  # None: kiln's own sandbox, as the workspace says
 
 
 class Backend(Protocol):

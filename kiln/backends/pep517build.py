@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from kiln import installer
 from kiln.backends import BuildJob, RawBuild, Toolchain
-from kiln.buildenv import Workspace, build_variables
+from kiln.buildenv import Workspace, build_variables, prefix_map_flags
+from kiln.compilers import wrap_compilers
 from kiln.errors import BuildError
 from kiln.fetch import unpack_sdist
-from kiln.pep517 import HookRun, build_wheel, read_build_system
+from kiln.pep517 import BuildSystem, HookRun, build_wheel, read_build_system
 
 
 def faketime_prefix(job: BuildJob) -> list[str]:
@@ -21,10 +23,16 @@ def cpu_prefix(job: BuildJob) -> list[str]:
     return ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
 
 
-def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path) -> RawBuild:
-    """Unpack, install the lock into a fresh venv, run build_wheel in the sandbox."""
+def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, *,
+                 check_backend: Callable[[BuildSystem], None] | None = None) -> RawBuild:
+    """Unpack, install the lock into a fresh venv, run build_wheel in the sandbox.
+
+    ``check_backend`` may refuse the sdist's build backend (raise) before anything runs.
+    """
     project = unpack_sdist(job.source, ws.src)
     build_system = read_build_system(project)
+    if check_backend is not None:
+        check_backend(build_system)
     python = installer.create_venv(ws.env, job.interpreter.path, log=log)
     lock_file = ws.root / "build-requirements.txt"
     lock_file.write_text(job.lock.path.read_text(encoding="utf-8"), encoding="utf-8")
@@ -34,6 +42,9 @@ def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path) 
     env = build_variables(job.recipe, ws, source_date_epoch=job.source_date_epoch,
                           extra={**dict(toolchain.env), **dict(job.extra_env)},
                           tool_dirs=toolchain.tool_dirs)
+    env.update(wrap_compilers(ws.env / "bin", f"{ws.inside(ws.env)}/bin", env,
+                              cc=job.interpreter.cc, cxx=job.interpreter.cxx,
+                              flags=prefix_map_flags(ws)))
     run = HookRun(
         python=f"{ws.inside(ws.env)}/bin/python",
         project_inside=ws.inside(project),

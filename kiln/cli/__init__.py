@@ -14,6 +14,12 @@ from kiln.errors import KilnError
 COMMAND_MODULES = (
     "kiln.cli.recipe",
     "kiln.cli.build",
+    "kiln.cli.sign",
+    "kiln.cli.matrix",
+    "kiln.cli.audit",
+    "kiln.cli.index",
+    "kiln.cli.emulation",
+    "kiln.cli.status",
 )
 for _module in COMMAND_MODULES:
     importlib.import_module(_module)

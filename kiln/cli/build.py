@@ -169,29 +169,65 @@ def build(
                                                                 "wheelhouse that differ.")] = False,
     env: Annotated[list[str] | None, typer.Option(
         "--env", "-e", help="Extra build variable NAME=VALUE (literal; repeatable).")] = None,
+    install_system_deps: Annotated[bool, typer.Option(
+        "--install-system-deps", envvar="KILN_INSTALL_SYSTEM_DEPS",
+        help="Install the packages a recipe's system-requires names (apt-get as root, or "
+             "brew) instead of stopping with the command to run.")] = False,
     python_path: PythonPathOption = None,
     cache: CacheOption = None,
     index_url: IndexUrlOption = PYPI_SIMPLE,
     find_links: FindLinksOption = None,
     no_index: NoIndexOption = False,
     json_output: JsonOption = False,
+    print_config: Annotated[bool, typer.Option(
+        "--print-config", help="With --backend cibuildwheel: print cibuildwheel's "
+                               "configuration (CIBW_* and TOML), build nothing.")] = False,
+    sign_key: Annotated[Path | None, typer.Option(
+        "--sign-key", envvar="KILN_SIGN_KEY",
+        help="Sign each wheel's provenance with this private key (writes W.dsse.json).")] = None,
+    audit: Annotated[bool, typer.Option(
+        "--audit", envvar="KILN_AUDIT",
+        help="Record each wheel on the audit branch of the repository kiln runs in.")] = False,
+    audit_branch: Annotated[str, typer.Option(
+        "--audit-branch", envvar="KILN_AUDIT_BRANCH", help="The audit branch's name.")
+    ] = "audit",
 ) -> None:
     """Build, repair and test wheels from recipes; put them in the wheelhouse with their records."""
-    from kiln.pipeline import build_recipes
+    from kiln.pipeline import AfterBuild, build_recipes
 
     _check_choices(target, backend)
+    if print_config:
+        from kiln.cli.print_config import cibuildwheel_configs, print_configs
+
+        with reporting(terminal()):
+            entries = cibuildwheel_configs(
+                recipes, pythons=tuple(python or ()), targets=tuple(target or ()),
+                backend=backend, cache=cache_dir(cache), extra_env=_env_pairs(env),
+                index=index_options(index_url, find_links, no_index))
+        print_configs(entries, json_output=json_output)
+        return
     options = build_options(
         output=output.absolute(), cache=cache_dir(cache), pythons=tuple(python or ()),
         targets=tuple(target or ()), backend=backend,
         index=index_options(index_url, find_links, no_index), use_cache=not no_cache,
         run_tests=not no_test, check_repro=check_repro, fail_fast=fail_fast,
         overwrite=overwrite, python_paths=_python_paths(python_path), diffoscope=diffoscope,
-        extra_env=_env_pairs(env),
+        extra_env=_env_pairs(env), install_system_deps=install_system_deps,
     )
+    # Steps run on each finished wheel, in order (signing, then the audit record).
+    after: list[AfterBuild] = []
+    if sign_key is not None:
+        from kiln.signing.wheels import key_signing_step
+
+        after.append(key_signing_step(sign_key))
+    if audit:  # after signing, so the record carries the signature
+        from kiln.audit import audit_step
+
+        after.append(audit_step(Path.cwd(), audit_branch))
     reporter = terminal()
     try:
         with reporting(reporter):
-            results = build_recipes(recipes, options)
+            results = build_recipes(recipes, options, after=after)
     finally:
         reporter.close()
     if json_output:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
@@ -22,61 +24,180 @@ err = Console(stderr=True, soft_wrap=True, highlight=False,
               width=None if sys.stderr.isatty() else 200)
 
 
-class TerminalReporter:
-    """Shows stages as they start; a running tool's last line and elapsed time on a TTY.
+# Compiler and linker command lines are long and alike; their file is what tells progress.
+_SOURCE = re.compile(r"\.(c|cc|cpp|cxx|c\+\+|m|mm|f|f90|s|S|pyx)\Z")
+_LABEL = re.compile(r"\[[^\]]+\] ")
 
-    Without a TTY (CI logs), it prints a heartbeat line every 30 seconds instead of the
-    tool's every line; ``-v`` prints every line and every command.
+
+def summarise(line: str) -> tuple[str, str]:
+    """What a build-log line is doing, in a few words: ("compile", file), ("link", file) or
+    ("", the line)."""
+    text = _LABEL.sub("", line.strip(), count=1) if line.startswith("[") else line.strip()
+    words = text.split()
+    if "-c" in words:
+        sources = [w.strip("'\"") for w in words if not w.startswith("-")
+                   and _SOURCE.search(w.strip("'\""))]
+        if sources:
+            return "compile", sources[-1]
+    if words and words[0] == "Compiling" and len(words) >= 2:  # cargo
+        return "compile", " ".join(words[1:3])
+    if "-shared" in words and "-o" in words:
+        at = words.index("-o")
+        if at + 1 < len(words):
+            return "link", words[at + 1].rsplit("/", 1)[-1]
+    return "", text
+
+
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+@dataclass
+class _Track:
+    """One thread's current stage: a build and its rebuild run side by side, each its own."""
+
+    stage: str
+    started: float
+    lines: int = 0
+    compiles: int = 0
+    last: str = ""
+    last_output: float = 0.0
+    last_beat: float = 0.0
+    running: int = 0  # subprocesses announced and not yet finished
+
+    def summary(self, now: float) -> str:
+        parts = [duration(now - self.started)]
+        if self.compiles:
+            parts.append(f"{self.compiles} files compiled")
+        parts.append(f"{self.lines} log lines")
+        quiet = now - (self.last_output or self.started)
+        if quiet >= TerminalReporter.HEARTBEAT:
+            parts.append(f"no output for {duration(quiet)}")
+        text = ", ".join(parts)
+        return f"{text}, last: {self.last[:100]}" if self.last else text
+
+
+class TerminalReporter:
+    """Shows stages as they start, and how each running one is getting on.
+
+    On a TTY, a live status line: each running stage's elapsed time, files compiled and
+    last log line. Without a TTY (CI logs) a heartbeat line per running stage every
+    30 seconds instead of the tool's every line, also while the tool is silent (a long
+    link). ``-v`` prints every line and every command. The full output is in the log.
     """
 
     HEARTBEAT = 30.0
+    TICK = 1.0
 
     def __init__(self, verbose: bool = False, quiet: bool = False) -> None:
         self.verbose = verbose
         self.quiet = quiet
         self.tty = err.is_terminal
         self._lock = threading.Lock()
-        self._stage = ""
-        self._stage_started = time.monotonic()
-        self._lines = 0
-        self._last_beat = time.monotonic()
+        self._tracks: dict[int, _Track] = {}
         self._status: Any = None
+        self._ticker: threading.Thread | None = None
+        self._stop = threading.Event()
 
     def _print(self, text: Text | str) -> None:
         with self._lock:
             err.print(text)
 
+    def _track(self) -> _Track:
+        key = threading.get_ident()
+        track = self._tracks.get(key)
+        if track is None:
+            track = self._tracks[key] = _Track(stage="", started=time.monotonic())
+        return track
+
     def stage(self, name: str, detail: str = "") -> None:
         self._stop_status()
-        self._stage = f"{name} {detail}".strip()
-        self._stage_started = time.monotonic()
-        self._lines = 0
+        now = time.monotonic()
+        with self._lock:
+            self._tracks[threading.get_ident()] = _Track(stage=f"{name} {detail}".strip(),
+                                                         started=now, last_beat=now)
         if not self.quiet:
             self._print(Text.assemble(("→ ", "cyan"), (f"{name:<8}", "bold"), " ", detail))
 
     def command(self, argv: Sequence[str]) -> None:
+        with self._lock:
+            self._track().running += 1
+        self._start_ticker()
         if self.verbose:
             self._print(Text(f"  + {proc.render(argv)}", style="dim"))
 
+    def finished(self, argv: Sequence[str], returncode: int, seconds: float) -> None:
+        with self._lock:
+            track = self._track()
+            track.running = max(0, track.running - 1)
+
     def output(self, line: str) -> None:
-        self._lines += 1
+        now = time.monotonic()
+        kind, what = summarise(line)
+        with self._lock:
+            track = self._track()
+            track.lines += 1
+            track.last_output = now
+            if kind == "compile":
+                track.compiles += 1
+                track.last = f"compiling {what}"
+            elif kind == "link":
+                track.last = f"linking {what}"
+            elif what:
+                track.last = what
         if self.verbose:
             self._print(Text(f"    {line}", style="dim"))
+        elif not self.quiet and self.tty:
+            self._refresh(now)
+
+    def tick(self, now: float | None = None) -> None:
+        """Heartbeats (no TTY) or a refreshed status line (TTY); the ticker calls it."""
+        if self.quiet or self.verbose:
             return
-        if self.quiet:
-            return
-        elapsed = time.monotonic() - self._stage_started
+        now = time.monotonic() if now is None else now
         if self.tty:
-            with self._lock:
-                if self._status is None:
-                    self._status = err.status("")
-                    self._status.start()
-                short = line.strip()[: max(20, err.width - 30)]
-                self._status.update(Text(f"{elapsed:5.0f} s  {short}", style="dim"))
-        elif time.monotonic() - self._last_beat >= self.HEARTBEAT:
-            self._last_beat = time.monotonic()
-            self._print(Text(f"  … {self._stage}: {elapsed:.0f} s, {self._lines} log lines, "
-                             f"last: {line.strip()[:100]}", style="dim"))
+            self._refresh(now)
+            return
+        beats = []
+        with self._lock:
+            for track in self._tracks.values():
+                if track.running and now - track.last_beat >= self.HEARTBEAT:
+                    track.last_beat = now
+                    beats.append(f"  … {track.stage}: {track.summary(now)}")
+        for beat in beats:
+            self._print(Text(beat, style="dim"))
+
+    def _refresh(self, now: float) -> None:
+        with self._lock:
+            running = [t for t in self._tracks.values() if t.running]
+            if not running:
+                return
+            width = max(20, (err.width - 10) // len(running))
+            text = "  |  ".join(
+                f"{duration(now - t.started)}  {t.stage.split(' (')[0]}: {t.last}"[:width]
+                for t in running)
+            if self._status is None:
+                self._status = err.status("")
+                self._status.start()
+            self._status.update(Text(text, style="dim"))
+
+    def _start_ticker(self) -> None:
+        if self._ticker is not None or self.quiet or self.verbose:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(self.TICK):
+                self.tick()
+
+        self._ticker = threading.Thread(target=run, name="kiln-heartbeat", daemon=True)
+        self._ticker.start()
 
     def note(self, message: str) -> None:
         self._stop_status()
@@ -90,6 +211,7 @@ class TerminalReporter:
                 self._status = None
 
     def close(self) -> None:
+        self._stop.set()
         self._stop_status()
 
 

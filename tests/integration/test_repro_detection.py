@@ -127,3 +127,44 @@ def test_skipping_the_variation_accepts_the_fixed_path(run_kiln, tmp_path):
     record = json.loads(result.stdout)[0]["record"]
     assert record["repro"]["reproducible"] is True
     assert record["repro"]["skipped"] == {"build_path": "the recipe opts out"}
+
+
+def test_diffoscope_report_when_asked(run_kiln, tmp_path):
+    import shutil
+
+    if shutil.which("diffoscope") is None:
+        pytest.skip("diffoscope is not installed (apt-get install diffoscope-minimal)")
+    sdist = make_sdist(tmp_path / "sdists", "order-demo", "1.0", CASES["hash-order"])
+    recipe = tmp_path / "recipes" / "order-demo.toml"
+    recipe.parent.mkdir()
+    recipe.write_text(recipe_text(sdist))
+    result = run_kiln("build", "--check-repro", "--diffoscope", recipe, "-o", tmp_path / "wh")
+    assert result.returncode == 13
+    (html,) = (tmp_path / "wh").glob("*.diffoscope.html")
+    assert "NAMES" in html.read_text()
+    report = json.loads(next((tmp_path / "wh").glob("*.repro.json")).read_text())
+    assert report["diffoscope"] == html.name
+
+
+def test_repro_against_a_wheel_built_elsewhere(run_kiln, cext_recipe, tmp_path):
+    first = run_kiln("build", cext_recipe, "-o", tmp_path / "elsewhere", "--json", check=True)
+    theirs = Path(json.loads(first.stdout)[0]["wheel"])
+    same = run_kiln("repro", cext_recipe, "--against", theirs, "-o", tmp_path / "ours",
+                    "--no-cache", "--json")
+    assert same.returncode == 0, same.stderr
+    assert json.loads(same.stdout)["reproducible"] is True
+    # A wheel built with other inputs (here: another CFLAGS) is not what the recipe makes.
+    other = tmp_path / "other.toml"
+    other.write_text(cext_recipe.read_text() + '\n[build.environment]\nCFLAGS = "-O0"\n'
+                     if "[build]" not in cext_recipe.read_text() else
+                     cext_recipe.read_text().replace("[build]", '[build]\nenvironment = '
+                                                     '{ CFLAGS = "-O0" }'))
+    (tmp_path / "other.lock").write_text(cext_recipe.with_suffix(".lock").read_text())
+    built = run_kiln("build", other, "-o", tmp_path / "o0", "--json", check=True)
+    different = Path(json.loads(built.stdout)[0]["wheel"])
+    result = run_kiln("repro", cext_recipe, "--against", different, "-o", tmp_path / "ours2")
+    assert result.returncode == 13, result.stderr
+    assert "differs" in result.stderr
+    report = json.loads(next((tmp_path / "ours2").glob("*.against.repro.json")).read_text())
+    assert report["reproducible"] is False
+    assert any(d["member"].endswith(".so") for d in report["differences"])

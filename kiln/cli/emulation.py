@@ -1,0 +1,160 @@
+"""``kiln test`` (a wheel's tests, under qemu for another machine's wheel), ``kiln sysroot``."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kiln.cli.app import app
+from kiln.cli.common import (
+    CacheOption,
+    FindLinksOption,
+    IndexUrlOption,
+    JsonOption,
+    NoIndexOption,
+    cache_dir,
+    index_options,
+    terminal,
+)
+from kiln.cli.console import out, print_json, table
+from kiln.errors import KilnError, UnsupportedError, UsageError
+from kiln.installer import PYPI_SIMPLE
+from kiln.progress import reporting
+from kiln.recipe import TestSpec
+from kiln.targets import TARGETS, Target, host_target, target_of_platform_tag
+from kiln.wheelfile import parse_name
+
+_CPYTHON_TAG = re.compile(r"cp3(\d+)\Z")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def wheel_target_and_python(wheel: Path, python: str | None) -> tuple[Target, str]:
+    """The target a wheel is for, and the CPython minor to test it with."""
+    name = parse_name(wheel.name)
+    targets = {target_of_platform_tag(t) for t in name.platform_tags}
+    if name.is_pure:
+        targets = {host_target()}
+    if len(targets) != 1 or None in targets:
+        raise UsageError(f"{wheel.name}: kiln cannot tell which machine this wheel is for",
+                         hint="kiln test takes Linux and macOS wheels of one architecture")
+    target = targets.pop()
+    assert target is not None
+    if python is not None:
+        return target, python
+    tags = sorted(t.interpreter for t in name.tags)
+    versions = [m.group(1) for t in tags if (m := _CPYTHON_TAG.match(t))]
+    if not versions:
+        raise UsageError(f"{wheel.name}: no CPython tag to choose an interpreter by",
+                         hint="pass --python 3.11")
+    return target, f"3.{versions[0]}"
+
+
+def import_smoke_test(wheel: Path) -> TestSpec:
+    """Without a recipe: import every top-level module the wheel installs."""
+    modules: set[str] = set()
+    with zipfile.ZipFile(wheel) as zf:
+        for member in zf.namelist():
+            top = member.split("/", 1)[0]
+            if top.endswith((".dist-info", ".data")):
+                continue
+            stem = top.split(".", 1)[0] if "/" not in member else top
+            if _IDENTIFIER.match(stem):
+                modules.add(stem)
+    if not modules:
+        raise UsageError(f"{wheel.name}: no importable module found", hint="pass --recipe")
+    code = "; ".join(f"import {m}" for m in sorted(modules))
+    return TestSpec(commands=(("python", "-c", code),))
+
+
+@app.command("test")
+def test_command(
+    wheel: Annotated[Path, typer.Argument(help="The wheel to test.", exists=True,
+                                          dir_okay=False)],
+    recipe: Annotated[Path | None, typer.Option(
+        "--recipe", "-r", help="Run this recipe's [test] [default: import the wheel's "
+                               "modules].")] = None,
+    python: Annotated[str | None, typer.Option(
+        "--python", "-p", help="CPython version [default: from the wheel's tag].")] = None,
+    cache: CacheOption = None,
+    index_url: IndexUrlOption = PYPI_SIMPLE,
+    find_links: FindLinksOption = None,
+    no_index: NoIndexOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Install WHEEL alone and run its tests; under qemu-user when it is for another machine."""
+    from kiln import emulation
+    from kiln.interpreters import find_interpreter
+    from kiln.recipe import load_recipe
+    from kiln.wheeltest import run_wheel_tests
+
+    wheel = wheel.absolute()
+    target, minor = wheel_target_and_python(wheel, python)
+    spec = load_recipe(recipe).test if recipe else import_smoke_test(wheel)
+    root = cache_dir(cache)
+    index = index_options(index_url, find_links, no_index)
+    log = root / "logs" / f"test-{wheel.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("")
+    reporter = terminal()
+    try:
+        with reporting(reporter):
+            reporter.stage("test", f"{wheel.name} ({target.name}, CPython {minor})")
+            if target == host_target():
+                outcome = run_wheel_tests(wheel, spec, find_interpreter(minor), work=root / "work",
+                                          index=index, log=log, label=wheel.name)
+            else:
+                outcome = emulation.run_emulated_tests(wheel, spec, minor, target,
+                                                       work=root / "work", index=index, log=log,
+                                                       label=wheel.name, cache=root)
+    except KilnError as exc:
+        exc.log = exc.log or log
+        raise
+    finally:
+        reporter.close()
+    if not outcome.ran:
+        raise UnsupportedError(f"{wheel.name}: tests not run: {outcome.why_not}", log=log)
+    data = {"wheel": str(wheel), "target": target.name, "python": minor,
+            "emulated": outcome.emulated, "passed": outcome.passed,
+            "commands": list(outcome.commands), "seconds": outcome.seconds, "log": str(log)}
+    if json_output:
+        print_json(data)
+        return
+    table(None, ["wheel", "target", "python", "how", "tests", "s"],
+          [[wheel.name, target.name, minor, "qemu-user" if outcome.emulated else "native",
+            "passed" if outcome.passed else "failed", f"{outcome.seconds:.1f}"]])
+
+
+@app.command("sysroot")
+def sysroot_command(
+    target: Annotated[str, typer.Argument(help="The foreign target (linux-aarch64).")],
+    python: Annotated[str, typer.Option("--python", "-p", help="CPython version.")] = "3.11",
+    cache: CacheOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Unpack a foreign CPython from Debian's packages into kiln's cache (no root needed)."""
+    from kiln import emulation
+
+    if target not in TARGETS:
+        raise UsageError(f"unknown target '{target}'", hint=f"targets: {', '.join(TARGETS)}")
+    reporter = terminal()
+    try:
+        with reporting(reporter):
+            made = emulation.prepare_sysroot(TARGETS[target], python, cache_dir(cache))
+    finally:
+        reporter.close()
+    data = {"root": str(made.root), "target": made.target.name, "python": made.minor,
+            "debian_suite": made.suite, "python_version": made.python_version,
+            "glibc": made.glibc, "uv_platform": made.uv_platform,
+            "packages": [{"name": n, "version": v, "sha256": s} for n, v, s in made.packages]}
+    if json_output:
+        print_json(data)
+        return
+    table(None, ["target", "python", "debian", "glibc", "packages", "root"],
+          [[made.target.name, made.python_version, made.suite, made.glibc,
+            str(len(made.packages)), str(made.root)]])
+    out.print(f"run it: qemu-{made.target.arch}-static -L {made.root} {made.python}",
+              highlight=False)

@@ -1,0 +1,132 @@
+"""``kiln index``, ``kiln serve`` and ``kiln publish``: the mirror."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kiln.cli.app import app
+from kiln.cli.common import JsonOption, terminal
+from kiln.cli.console import err, out, print_json, table
+from kiln.errors import IndexBuildError, PublishError, UsageError
+from kiln.progress import reporting
+
+DEFAULT_ROOT = Path("public")
+LOOPBACK = "127.0.0.1"
+
+
+@app.command("index")
+def index_command(
+    wheelhouse: Annotated[Path, typer.Argument(help="Folder of wheels (and their .build.json "
+                                                    "and .publish.attestation files).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The index folder to write "
+                                                                "or update.")] = Path("public"),
+    upstream: Annotated[str | None, typer.Option(
+        "--upstream", envvar="KILN_UPSTREAM",
+        help="Also list this index's files for each project (PEP 691/503 base URL, e.g. "
+             "https://pypi.org/simple/, or file:// of a bandersnatch web/simple).")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        "--base-url", envvar="KILN_BASE_URL",
+        help="Where the index will be served (e.g. https://wheels.example.org/); links "
+             "become absolute. Default: relative links.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Read every wheel again instead of "
+                                                      "trusting the last run's state.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero when a wheel was "
+                                                          "left out.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Write a static index (PEP 503 HTML, PEP 691 JSON, PEP 658 metadata, PEP 740 provenance)."""
+    from kiln.index import build_index
+
+    for value, option in ((upstream, "--upstream"), (base_url, "--base-url")):
+        if value is not None and not value.startswith(("https://", "http://", "file://")):
+            raise UsageError(f"{option} {value}: not an http(s):// or file:// URL",
+                             hint="for example --upstream https://pypi.org/simple/")
+    with reporting(terminal()):
+        report = build_index(wheelhouse, output, upstream=upstream, base_url=base_url, full=full)
+    if json_output:
+        print_json(report.as_json())
+    else:
+        for rejected in report.rejected:
+            err.print(f"[yellow]left out[/] {rejected.filename}: {rejected.reason}",
+                      markup=True, highlight=False)
+        for warning in report.warnings:
+            err.print(f"[yellow]warning[/] {warning}", markup=True, highlight=False)
+        state = ("up to date" if report.up_to_date else
+                 f"generation {report.generation}, {report.projects_rewritten} project page(s) "
+                 "written")
+        out.print(f"{output}/simple/: {report.wheels:,} wheel(s) in {report.projects:,} "
+                  f"project(s); {len(report.added)} added, {len(report.changed)} changed, "
+                  f"{len(report.removed)} removed, {len(report.rejected)} left out; {state} "
+                  f"({report.seconds:.2f} s)", highlight=False)
+    if strict and report.rejected:
+        raise IndexBuildError(f"{len(report.rejected)} wheel(s) were left out of the index",
+                              hint="fix or remove them; the reasons are listed above")
+
+
+@app.command("serve")
+def serve_command(
+    root: Annotated[Path, typer.Argument(help="The folder `kiln index -o` wrote.")] = DEFAULT_ROOT,
+    port: Annotated[int, typer.Option("--port", "-p", help="TCP port (0: any free port).")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Loopback address to listen on.")] = LOOPBACK,
+) -> None:
+    """Serve an index on loopback, with PEP 691 content negotiation and range requests."""
+    from kiln.serve import IndexServer
+
+    server = IndexServer(root, host=host, port=port, log=_log_line)
+    url = f"http://{server.host_for_url}:{server.port}/simple/"
+    # One machine-readable first line on stdout, so scripts and tests can find the port.
+    print(f"serving {root} at {url}", flush=True)
+    stop = threading.Event()
+    try:
+        server.serve_until(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+
+
+def _log_line(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+@app.command("publish")
+def publish_command(
+    root: Annotated[Path, typer.Argument(help="The folder `kiln index -o` wrote.")],
+    target: Annotated[str, typer.Argument(help="A folder, or s3://bucket/prefix.")],
+    endpoint_url: Annotated[str | None, typer.Option(
+        "--endpoint-url", envvar="KILN_S3_ENDPOINT_URL",
+        help="S3-compatible endpoint (MinIO, R2, moto …).")] = None,
+    region: Annotated[str | None, typer.Option("--region", envvar="AWS_REGION",
+                                               help="S3 region.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="List what would change; "
+                                                                  "change nothing.")] = False,
+    delete: Annotated[bool, typer.Option("--delete/--keep-stale", help="Remove files an "
+                                         "earlier publish put there that the index no longer "
+                                         "has (after the pages).")] = True,
+    json_output: JsonOption = False,
+) -> None:
+    """Copy an index to a folder or an S3 bucket: changed files first, pages last."""
+    from kiln.publish import open_target, publish
+
+    with reporting(terminal()):
+        destination = open_target(target, endpoint_url=endpoint_url, region=region)
+        report = publish(root, destination, dry_run=dry_run, delete=delete)
+    if json_output:
+        print_json(report.as_json())
+        return
+    if report.uploads or report.deletions:
+        rows = [[action.verb, action.key, f"{action.size:,}" if action.size else ""]
+                for action in report.actions()]
+        table(None, ["action", "key", "bytes"], rows)
+    verb = "would upload" if dry_run else "uploaded"
+    out.print(f"{target}: {verb} {len(report.uploads)} file(s) "
+              f"({report.bytes_uploaded:,} bytes), {'would delete' if dry_run else 'deleted'} "
+              f"{len(report.deletions)}, {report.unchanged:,} unchanged", highlight=False)
+    if report.failed:
+        raise PublishError(f"{report.failed} upload(s) failed", hint="run the same command again")

@@ -1,0 +1,62 @@
+"""``kiln status``: the catalogue's last known results, as a table, JSON or PACKAGES.md."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from kiln.cli.app import app
+from kiln.cli.common import JsonOption
+from kiln.cli.console import err, out, print_json, table
+
+
+@app.command()
+def status(
+    recipes: Annotated[list[Path], typer.Argument(help="Recipe files or folders (recipes/).")],
+    wheelhouse: Annotated[Path, typer.Option(
+        "--wheelhouse", "-w", help="Where kiln build put the wheels and records.")
+    ] = Path("wheelhouse"),
+    write: Annotated[Path | None, typer.Option(
+        "--write", help="Also write this Markdown page (PACKAGES.md).")] = None,
+    audit_repo: Annotated[Path, typer.Option(
+        "--audit-repo", help="The git repository whose audit branch to read.")] = Path(),
+    audit_branch: Annotated[str, typer.Option(
+        "--audit-branch", envvar="KILN_AUDIT_BRANCH", help="The audit branch's name.")
+    ] = "audit",
+    no_audit: Annotated[bool, typer.Option(
+        "--no-audit", help="Do not read the audit branch.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Each recipe × Python × target: built, reproducible, signed, tested — or why it failed."""
+    from kiln.files import write_atomic
+    from kiln.status import collect_status
+    from kiln.statuspage import COLUMNS, cell_row, render_packages_md, summary_line
+
+    found = collect_status(recipes, wheelhouse=wheelhouse,
+                           audit_repo=None if no_audit else audit_repo,
+                           audit_branch=audit_branch)
+    if write is not None:
+        args = [*map(str, recipes)]
+        if wheelhouse != Path("wheelhouse"):
+            args += ["--wheelhouse", str(wheelhouse)]
+        command = "kiln status " + " ".join(args) + f" --write {write}"
+        sources = (f"the build records and status files in `{wheelhouse}`"
+                   + (f" and {found.audit_source}" if found.audit_source else ""))
+        write_atomic(write, render_packages_md(found, command=command, sources=sources))
+    if json_output:
+        print_json(found.to_json())
+        return
+    table(None, list(COLUMNS), [cell_row(c) for c in found.cells])
+    for cell in found.cells:
+        if cell.result in ("failed", "not reproducible"):
+            err.print(Text.assemble((f"{cell.name} {cell.version} ({cell.python}, "
+                                     f"{cell.target}): ", "bold"), cell.why))
+    for problem in found.problems:
+        err.print(Text(f"note: {problem}", style="dim"))
+    out.print(summary_line(found))
+    if write is not None:
+        out.print(f"wrote {os.fspath(write)}")

@@ -1,0 +1,41 @@
+"""Compiler wrappers that give every C and C++ compile kiln's prefix maps.
+
+Setting CFLAGS would do it for some build systems and break others: setuptools replaces
+the interpreter's own flags (-O3, -fwrapv, -DNDEBUG …) with CFLAGS when it is set, and
+CMake ignores CPPFLAGS. A wrapper named in CC and CXX reaches every build system and
+leaves their flags alone.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+WRAPPERS = {"CC": "kiln-cc", "CXX": "kiln-c++"}
+
+
+def write_wrapper(target: Path, command: str, flags: list[str]) -> None:
+    """A POSIX sh script that runs ``command`` with ``flags`` before the caller's arguments.
+
+    ``command`` comes from the interpreter's build configuration or the toolchain (never
+    from a recipe); every word is quoted, so nothing in it is expanded.
+    """
+    words = [*shlex.split(command), *flags]
+    target.write_text("#!/bin/sh\n# written by kiln: adds its prefix maps to every compile\n"
+                      f'exec {shlex.join(words)} "$@"\n')
+    target.chmod(0o755)
+
+
+def wrap_compilers(bin_dir: Path, bin_inside: str, env: dict[str, str], *, cc: str, cxx: str,
+                   flags: list[str]) -> dict[str, str]:
+    """Write kiln-cc and kiln-c++ into ``bin_dir``; return CC and CXX pointing at them.
+
+    They wrap the compilers the build would have used: the toolchain's (``env``) or the
+    interpreter's (``cc``, ``cxx``).
+    """
+    out = {}
+    for var, name in WRAPPERS.items():
+        command = env.get(var) or (cc if var == "CC" else cxx)
+        write_wrapper(bin_dir / name, command, flags)
+        out[var] = f"{bin_inside}/{name}"
+    return out

@@ -1,0 +1,301 @@
+"""``kiln index``: a wheelhouse in, a static PEP 503/691 index out, incrementally.
+
+A run lists the wheelhouse (one ``stat`` per wheel and per sidecar), compares it with
+the state of the last run, reads only new or changed wheels, rewrites only the pages
+of the projects they belong to, and swaps in a new generation (see ``tree.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kiln.errors import IndexBuildError
+from kiln.index import render
+from kiln.index.model import IndexReport, ProjectUpstream, Rejected, WheelEntry
+from kiln.index.provenance import BadAttestation, provenance_for
+from kiln.index.state import IndexState, WheelStat
+from kiln.index.tree import OutputTree
+from kiln.index.upstream import digest, fetch_all
+from kiln.index.wheels import RecordFacts, ToRead, read_build_record, read_wheels
+from kiln.progress import reporter
+
+RECORD_SUFFIX = ".build.json"
+ATTESTATION_SUFFIX = ".publish.attestation"
+
+
+@dataclass
+class _Listing:
+    wheels: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> size, mtime_ns
+    sidecars: dict[str, str] = field(default_factory=dict)  # name -> "size:mtime_ns"
+
+
+def _list(wheelhouse: Path) -> _Listing:
+    listing = _Listing()
+    with os.scandir(wheelhouse) as entries:
+        for entry in entries:
+            name = entry.name
+            if name.startswith("."):  # temporary files of writers at work
+                continue
+            if name.endswith(".whl"):
+                if entry.is_file():
+                    st = entry.stat()
+                    listing.wheels[name] = (st.st_size, st.st_mtime_ns)
+            elif name.endswith((RECORD_SUFFIX, ATTESTATION_SUFFIX)):
+                st = entry.stat()
+                listing.sidecars[name] = f"{st.st_size}:{st.st_mtime_ns}"
+    return listing
+
+
+def _upload_time(mtime_ns: int) -> str:
+    seconds, nanoseconds = divmod(mtime_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + \
+        f".{nanoseconds // 1000:06d}Z"
+
+
+def build_index(wheelhouse: Path, output: Path, *, upstream: str | None = None,
+                base_url: str | None = None, full: bool = False) -> IndexReport:
+    """Write or update the index of ``wheelhouse`` in ``output``; report what changed."""
+    if not wheelhouse.is_dir():
+        raise IndexBuildError(f"{wheelhouse}: not a folder", hint="give the wheelhouse "
+                              "folder that `kiln build -o` wrote")
+    tree = OutputTree(output)
+    with tree.locked():
+        state = IndexState(tree.state_path)
+        try:
+            return _Run(wheelhouse, tree, state, upstream, base_url, full).run()
+        finally:
+            state.close()
+
+
+class _Run:
+    def __init__(self, wheelhouse: Path, tree: OutputTree, state: IndexState,
+                 upstream: str | None, base_url: str | None, full: bool) -> None:
+        self.wheelhouse, self.tree, self.state = wheelhouse, tree, state
+        self.upstream, self.full = upstream, full
+        self.links = render.Links(base_url)
+        self.settings = json.dumps({"base_url": base_url, "upstream": upstream})
+        self.generation = tree.current_generation()
+        self.report = IndexReport(output=str(tree.root), generation=self.generation)
+        self.garbage: list[str] = []
+        self.claims: dict[str, str] = {}  # path -> sha256 of what this run put there
+        self.updated: dict[str, WheelEntry] = {}  # rows to write
+        self.affected: set[str] = set()  # projects whose pages change
+
+    def run(self) -> IndexReport:
+        started = time.monotonic()
+        report, state = self.report, self.state
+        listing = _list(self.wheelhouse)
+        # Only what tells a changed file from an unchanged one is loaded for every wheel;
+        # whole rows are read for the projects whose pages are written.
+        known = state.wheel_stats()
+        rejected_before = state.rejected()
+        rejected: list[Rejected] = []
+        to_read: list[str] = []
+        for filename, (size, mtime) in listing.wheels.items():
+            old = known.get(filename)
+            if old is not None and not self.full and (old.size, old.mtime_ns) == (size, mtime):
+                sigs = (listing.sidecars.get(filename + RECORD_SUFFIX, ""),
+                        listing.sidecars.get(filename + ATTESTATION_SUFFIX, ""))
+                if sigs != (old.record_sig, old.attestation_sig):
+                    entry = self._sidecars(state.wheel(filename), *sigs)
+                    self._update(entry)
+                    report.changed.append(filename)
+                continue
+            before = rejected_before.get(filename)
+            if before is not None and not self.full and \
+                    (before.size, before.mtime_ns) == (size, mtime):
+                rejected.append(before)
+                continue
+            to_read.append(filename)
+        with state.transaction():
+            rejected += self._read(to_read, listing, known)
+            gone = sorted(known.keys() - listing.wheels.keys() - self.updated.keys()
+                          | {r.filename for r in rejected if r.filename in known})
+            for filename in gone:
+                dropped = state.wheel(filename)
+                report.removed.append(filename)
+                self.affected.add(dropped.project)
+                self.garbage += _published(dropped)
+            state.put_wheels(self.updated.values())
+            state.drop_wheels(gone)
+            report.rejected = sorted(rejected, key=lambda r: r.filename)
+            if {r.filename: r for r in rejected} != rejected_before:
+                state.set_rejected(report.rejected)
+            report.wheels = len(listing.wheels) - len(rejected)
+            self._write()
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _update(self, entry: WheelEntry) -> None:
+        self.updated[entry.filename] = entry
+        self.affected.add(entry.project)
+
+    def _read(self, to_read: list[str], listing: _Listing,
+              known: dict[str, WheelStat]) -> list[Rejected]:
+        """Read new and changed wheels and put their copies in place; return the bad ones."""
+        if not to_read:
+            return []
+        report, state = self.report, self.state
+        reporter().stage("index", f"reading {len(to_read):,} wheel(s)")
+        paths = state.paths()
+        claimed = set(paths)
+        incoming = self.tree.fresh_incoming()
+        items = [ToRead(self.wheelhouse, name, listing.wheels[name][0],
+                        name + RECORD_SUFFIX in listing.sidecars, incoming)
+                 for name in to_read]
+        rejected = []
+        for read in read_wheels(items):
+            filename, facts = read.filename, read.facts
+            mtime = listing.wheels[filename][1]
+            if facts is None:
+                rejected.append(Rejected(filename, read.problem or "unreadable",
+                                         listing.wheels[filename][0], mtime))
+                continue
+            old = state.wheel(filename) if filename in known else None
+            path = f"files/{facts.project}/{filename}"
+            if paths.get(path, facts.sha256) != facts.sha256:
+                # this path once held other bytes: never serve two contents at one URL
+                path = f"files/{facts.project}/{facts.sha256[:16]}/{filename}"
+            paths[path] = self.claims[path] = facts.sha256
+            self.tree.adopt(filename, path, claimed=path in claimed)
+            same = old is not None and old.sha256 == facts.sha256
+            entry = WheelEntry(
+                filename=filename, project=facts.project, version=facts.version,
+                size=facts.size, mtime_ns=mtime, sha256=facts.sha256,
+                requires_python=facts.requires_python, metadata_sha256=facts.metadata_sha256,
+                upload_time=old.upload_time if old and same else _upload_time(mtime),
+                path=path)
+            entry = self._sidecars(entry, listing.sidecars.get(filename + RECORD_SUFFIX, ""),
+                                   listing.sidecars.get(filename + ATTESTATION_SUFFIX, ""),
+                                   fresh=True, record=read.record)
+            self._update(entry)
+            if old is None:
+                report.added.append(filename)
+                continue
+            self.affected.add(old.project)
+            if not same or old.path != path:
+                report.changed.append(filename)
+            if old.path != path:
+                self.garbage += _published(old)
+        return rejected
+
+    def _sidecars(self, entry: WheelEntry, record_sig: str, attestation_sig: str,
+                  fresh: bool = False, record: RecordFacts | None = None) -> WheelEntry:
+        """Read the build record and attestation beside a wheel when they changed."""
+        if fresh or record_sig != entry.record_sig:
+            reproducible, build_id = None, None
+            if record_sig:
+                facts = record or read_build_record(
+                    self.wheelhouse / (entry.filename + RECORD_SUFFIX), entry.sha256)
+                reproducible, build_id = facts.reproducible, facts.build_id
+                if facts.warning:
+                    self.report.warnings.append(facts.warning)
+            entry = entry._replace(reproducible=reproducible, build_id=build_id,
+                                   record_sig=record_sig)
+        if fresh or attestation_sig != entry.attestation_sig:
+            provenance = False
+            name = entry.filename + ATTESTATION_SUFFIX
+            if attestation_sig:
+                try:
+                    made = provenance_for(self.wheelhouse / name, entry.filename, entry.sha256)
+                    self.tree.replace_file(entry.path + ".provenance", made.body)
+                    provenance = True
+                except BadAttestation as exc:
+                    self.report.warnings.append(f"{name}: {exc}; the wheel is served "
+                                                "without provenance")
+            if entry.provenance and not provenance:
+                self.garbage.append(entry.path + ".provenance")
+            entry = entry._replace(provenance=provenance, attestation_sig=attestation_sig)
+        return entry
+
+    def _write(self) -> None:
+        """Write the pages that changed and swap in a new generation, if anything changed."""
+        report, state, tree = self.report, self.state, self.tree
+        projects = state.projects()
+        report.projects = len(projects)
+        settings_changed = state.get("settings") != self.settings
+        upstream = self._upstream(projects, self.affected, settings_changed)
+        report.upstream_files = sum(len(u.files) for u in upstream.values())
+        pages = state.pages()
+        affected = set(projects) if settings_changed or self.full else self.affected
+        to_render = (affected & projects) | (projects - pages.keys())
+        if self.full:  # also repair page folders deleted by hand
+            to_render |= {p for p in projects & pages.keys()
+                          if not (tree.root / pages[p]).is_dir()}
+        gone = pages.keys() - projects
+        if not to_render and not gone and self.generation and tree.simple.exists():
+            report.up_to_date = True
+            self._save({})
+            return
+        written: dict[str, str] = {}
+        for project, entries in state.wheels_of(to_render).items():
+            body = render.project_json(project, render.sorted_entries(entries),
+                                       upstream.get(project), self.links)
+            folder = tree.write_pages(project, render.project_html(body), body)
+            if pages.get(project, folder) != folder:
+                self.garbage.append(pages[project])
+            if pages.get(project) != folder:
+                written[project] = pages[project] = folder
+            report.projects_rewritten += 1
+        for project in gone:
+            self.garbage.append(pages.pop(project))
+        new = self.generation + 1
+        tree.write_generation(new, pages, render.root_html(projects), render.root_json(projects))
+        self._save(written)
+        state.drop_pages(gone)
+        state.add_garbage(self.garbage, new)
+        state.put("generation", str(new))
+        tree.swap(new)
+        report.generation = new
+        # What only the previous generation still used goes now; this run's leftovers
+        # stay one more run for readers that fetched a page just before the swap.
+        for rel in state.take_garbage(new - 1):
+            tree.delete(rel)
+        tree.prune_generations(new - 1)
+
+    def _save(self, written: dict[str, str]) -> None:
+        state = self.state
+        state.claim_paths(self.claims)
+        state.keep(written.values())
+        state.put_pages(written)
+        if state.get("settings") != self.settings:
+            state.put("settings", self.settings)
+            state.put("schema", "1")
+
+    def _upstream(self, projects: set[str], affected: set[str],
+                  settings_changed: bool) -> dict[str, ProjectUpstream]:
+        state = self.state
+        if not self.upstream:
+            if settings_changed:
+                state.clear_upstream()
+            return {}
+        known = {} if settings_changed else state.upstream()
+        reporter().stage("upstream", f"{len(projects):,} project(s) from {self.upstream}")
+        result: dict[str, ProjectUpstream] = {}
+        for fetched in fetch_all(self.upstream, projects, known, self.tree.root):
+            project = fetched.project
+            if fetched.error is not None:
+                self.report.warnings.append(f"upstream: {fetched.error}; keeping the links "
+                                            "it gave last time")
+                if project in known:
+                    result[project] = known[project]
+                continue
+            if fetched.value is not None:
+                result[project] = fetched.value
+                if not fetched.unchanged:
+                    state.put_upstream(project, fetched.value)
+            elif project in known:
+                state.drop_upstream(project)
+            if digest(fetched.value) != digest(known.get(project)):
+                affected.add(project)
+        return result
+
+
+def _published(entry: WheelEntry) -> list[str]:
+    files = [entry.path, entry.path + ".metadata"]
+    return [*files, entry.path + ".provenance"] if entry.provenance else files
+

@@ -1,0 +1,82 @@
+"""What a user sees: one-line errors with hints and exit codes, several recipes, fail-fast."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import cext_files, make_sdist, recipe_text
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(("error:", "hint:"))]
+
+
+def test_bad_recipe_is_one_line_with_a_hint_and_exit_2(run_kiln, cext_recipe, tmp_path):
+    cext_recipe.write_text(cext_recipe.read_text().replace("python = ", "pyhton = "))
+    result = run_kiln("build", cext_recipe, "-o", tmp_path / "wh")
+    assert result.returncode == 2
+    lines = error_lines(result.stderr)
+    assert any("[build] pyhton: unknown key (did you mean 'python'?)" in x for x in lines)
+    assert any(x.startswith("hint:") for x in lines)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "wh").exists() or not list((tmp_path / "wh").glob("*.whl"))
+
+
+def test_verbose_shows_the_traceback(run_kiln, cext_recipe, tmp_path):
+    cext_recipe.write_text(cext_recipe.read_text().replace("python = ", "pyhton = "))
+    result = run_kiln("-v", "build", cext_recipe)
+    assert result.returncode == 2
+    assert "Traceback" in result.stderr
+
+
+def test_hash_mismatch_exit_code_and_both_digests(run_kiln, cext_recipe, tmp_path):
+    text = cext_recipe.read_text()
+    real = text.split('sha256 = "')[1].split('"')[0]
+    cext_recipe.write_text(text.replace(real, "f" * 64))
+    result = run_kiln("build", cext_recipe, "-o", tmp_path / "wh")
+    assert result.returncode == 5
+    assert real in result.stderr and "f" * 64 in result.stderr
+
+
+def test_recipe_check(run_kiln, cext_recipe, tmp_path):
+    ok = run_kiln("recipe", "check", cext_recipe, "--json")
+    assert ok.returncode == 0
+    assert json.loads(ok.stdout)[0]["status"] == "ok"
+    bad = tmp_path / "recipes" / "bad.toml"
+    bad.write_text(cext_recipe.read_text().replace("[source]", "[sauce]"))
+    result = run_kiln("recipe", "check", cext_recipe, bad, "--json")
+    assert result.returncode == 2
+    rows = {Path(r["recipe"]).name: r for r in json.loads(result.stdout)}
+    assert rows["cext-demo.toml"]["status"] == "ok"
+    assert rows["bad.toml"]["status"] == "error" and "[sauce]" in rows["bad.toml"]["detail"]
+
+
+@pytest.mark.slow
+def test_one_failure_does_not_stop_the_others_unless_fail_fast(run_kiln, cext_recipe, tmp_path):
+    broken = make_sdist(tmp_path / "sdists", "broken-demo", "1.0",
+                        {**cext_files("broken-demo", "1.0", "broken_demo"),
+                         "src/speedups.c": "this is not C\n"})
+    broken_recipe = tmp_path / "recipes" / "broken-demo.toml"
+    broken_recipe.write_text(recipe_text(broken))
+    result = run_kiln("build", broken_recipe, cext_recipe, "-o", tmp_path / "wh", "--json")
+    assert result.returncode == 10, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["status"] for r in rows] == ["failed", "built"]
+    assert "broken-demo" in rows[0]["label"] and rows[0]["error"]["exit_code"] == 10
+    assert "1 of 2 build(s) failed" in result.stderr
+    assert len(list((tmp_path / "wh").glob("*.whl"))) == 1
+    assert (tmp_path / "wh" / "logs" / "broken-demo-1.0-cp311-linux-x86_64.log").exists()
+
+    stopped = run_kiln("build", "--fail-fast", broken_recipe, cext_recipe, "-o", tmp_path / "w2",
+                       "--json")
+    assert stopped.returncode == 10
+    assert [r["status"] for r in json.loads(stopped.stdout)] == ["failed"]
+
+
+def test_unknown_target_option(run_kiln, cext_recipe):
+    result = run_kiln("build", cext_recipe, "--target", "linux-arm64")
+    assert result.returncode == 2
+    assert "unknown target" in result.stderr and "hint:" in result.stderr

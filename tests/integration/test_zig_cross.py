@@ -1,0 +1,287 @@
+"""The zig backend for real: aarch64 and manylinux_2_17 wheels from this x86_64 host.
+
+The builds run offline: the pinned ziglang wheel is among the test wheels `.ci/setup`
+fetched. The tests that run the wheel under qemu need Debian's archive for the aarch64
+CPython, so they are marked `network`. All of them share one kiln cache (the zig install,
+zig's compiler cache and the sysroot are made once) and build sdists of their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+from elftools.elf.elffile import ELFFile
+
+from tests.conftest import ROOT, TEST_WHEELS, cext_files, make_sdist, recipe_text
+
+pytestmark = pytest.mark.slow
+
+ADD_TEST = "python -c 'import cext_demo; assert cext_demo.add(40, 2) == 42'"
+# pthread_create moved into libc in glibc 2.34: linked natively against a newer glibc it
+# needs GLIBC_2.34; linked by zig against glibc 2.17 it needs nothing past 2.17.
+USES_THREADS = """
+    #include <pthread.h>
+    int kiln_spawn(void *(*fn)(void *)) { pthread_t t; return pthread_create(&t, NULL, fn, NULL); }
+"""
+CXX_SETUP = """
+    from setuptools import Extension, setup
+    setup(name="cxx-demo", version="1.0", packages=["cxx_demo"],
+          ext_modules=[Extension("cxx_demo._native", ["src/native.cpp"], language="c++")])
+"""
+CXX_SOURCE = """
+    #define PY_SSIZE_T_CLEAN
+    #include <Python.h>
+    #include <numeric>
+    #include <string>
+    #include <vector>
+
+    static PyObject *joined_sum(PyObject *self, PyObject *args) {
+        long n;
+        if (!PyArg_ParseTuple(args, "l", &n)) return NULL;
+        std::vector<long> v(n);
+        std::iota(v.begin(), v.end(), 1);
+        std::string s = std::to_string(std::accumulate(v.begin(), v.end(), 0L));
+        return PyUnicode_FromString(s.c_str());
+    }
+    static PyMethodDef methods[] = {
+        {"joined_sum", joined_sum, METH_VARARGS, ""}, {NULL, NULL, 0, NULL}};
+    static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+    PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+"""
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not any(TEST_WHEELS.glob("ziglang-*.whl")):
+        pytest.fail(f"{TEST_WHEELS} has no ziglang wheel: run `bash .ci/setup` first")
+    return tmp_path_factory.mktemp("zig-kiln-cache")
+
+
+def _recipe(tmp_path: Path, name: str, files: dict[str, str], tests: tuple[str, ...],
+            extra: str = "") -> Path:
+    sdist = make_sdist(tmp_path / "sdists", name, "1.0", files)
+    path = tmp_path / "recipes" / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(recipe_text(sdist, tests=tests, extra=extra))
+    return path
+
+
+def _build(run_kiln, cache: Path, recipe: Path, out: Path, *args: str, check: bool = True):  # type: ignore[no-untyped-def]
+    result = run_kiln("build", recipe, "-o", out, "--json", *args,
+                      env={"KILN_CACHE_DIR": str(cache)}, check=check)
+    return result, (json.loads(result.stdout) if result.stdout.strip() else [])
+
+
+def _elf_machines(wheel: Path) -> dict[str, str]:
+    machines = {}
+    with zipfile.ZipFile(wheel) as zf:
+        for name in zf.namelist():
+            if ".so" in name:
+                with zf.open(name) as fh:
+                    data = fh.read()
+                import io
+
+                elf = ELFFile(io.BytesIO(data))
+                needed = [t.needed for s in elf.iter_sections() if s.name == ".dynamic"
+                          for t in s.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
+                machines[name] = f"{elf['e_machine']} {' '.join(sorted(needed))}"
+    return machines
+
+
+def test_cext_cross_builds_for_aarch64(run_kiln, shared_cache, tmp_path):
+    recipe = _recipe(tmp_path, "cext-demo", cext_files(), (ADD_TEST,))
+    _, results = _build(run_kiln, shared_cache, recipe, tmp_path / "wh", "--backend", "zig",
+                        "--target", "linux-aarch64", "--no-test")
+    record = results[0]["record"]
+    wheel = Path(results[0]["wheel"])
+    assert "manylinux_2_17_aarch64" in wheel.name
+    assert record["repair"]["policy"] == "manylinux_2_17_aarch64"
+    (so, described), = _elf_machines(wheel).items()
+    assert so.endswith(".cpython-311-aarch64-linux-gnu.so")
+    assert described.startswith("EM_AARCH64")
+    tools = {t["name"]: t for t in record["toolchain"]}
+    assert tools["ziglang"]["version"] == "0.15.2"
+    assert len(tools["ziglang"]["sha256"]) == 64
+    assert "-target aarch64-linux-gnu.2.17" in tools["zig cc"]["version"]
+    assert tools["glibc"]["version"] == "2.17"
+    assert record["environment"]["_PYTHON_HOST_PLATFORM"] == "linux-aarch64"
+    assert record["test"]["why_not"] == "--no-test"
+
+
+def test_zig_reaches_manylinux_2_17_where_native_gcc_does_not(run_kiln, shared_cache, tmp_path):
+    recipe = _recipe(tmp_path, "cext-demo", cext_files(extra_c=USES_THREADS), (ADD_TEST,))
+    _, native = _build(run_kiln, shared_cache, recipe, tmp_path / "native", "--backend",
+                       "native")
+    _, zig = _build(run_kiln, shared_cache, recipe, tmp_path / "zig", "--backend", "zig",
+                    "--target", "linux-x86_64")
+    native_policy = native[0]["record"]["repair"]["policy"]
+    zig_tags = zig[0]["record"]["outputs"][0]["platform_tags"]
+    assert "manylinux_2_17_x86_64" in zig_tags, zig_tags
+    assert zig[0]["record"]["test"]["passed"] is True
+    glibc = os.confstr("CS_GNU_LIBC_VERSION") or ""
+    if tuple(map(int, glibc.split()[-1].split("."))) < (2, 34):
+        pytest.skip(f"host {glibc} predates glibc 2.34; native reaches 2_17 too")
+    # The host's glibc, not 2.17: the native build needs GLIBC_2.34.
+    assert native_policy.startswith("manylinux_2_3"), native_policy
+    assert "manylinux_2_17_x86_64" not in native[0]["record"]["outputs"][0]["platform_tags"]
+
+
+def test_check_repro_for_a_cross_build_and_a_cold_zig_cache(run_kiln, shared_cache, tmp_path):
+    recipe = _recipe(tmp_path, "cext-demo", cext_files(), (ADD_TEST,))
+    _, results = _build(run_kiln, shared_cache, recipe, tmp_path / "wh", "--backend", "zig",
+                        "--target", "linux-aarch64", "--no-test", "--check-repro")
+    repro = results[0]["record"]["repro"]
+    assert repro["reproducible"] is True, repro
+    assert "build_path" in repro["variations"]
+    # zig's own cache, cold (a new kiln cache) or warm, never changes the bytes.
+    cold = tmp_path / "cold-cache"
+    _, again = _build(run_kiln, cold, recipe, tmp_path / "wh-cold", "--backend", "zig",
+                      "--target", "linux-aarch64", "--no-test")
+    assert any((cold / "tools" / "zig-cache").iterdir())
+    assert again[0]["record"]["outputs"][0]["sha256"] == repro["digests"][0]
+
+
+def test_a_build_that_runs_a_target_program_says_it_cannot_cross(run_kiln, shared_cache,
+                                                                  tmp_path):
+    files = cext_files()
+    files["setup.py"] = """
+        import os, shlex, subprocess
+        from setuptools import Extension, setup
+        from setuptools.command.build_ext import build_ext
+
+        class generate(build_ext):  # runs a freshly compiled program, as some builds do
+            def run(self):
+                with open("gen.c", "w") as fh:
+                    fh.write("int main(void) { return 0; }\\n")
+                subprocess.check_call([*shlex.split(os.environ["CC"]), "gen.c", "-o", "gen"])
+                subprocess.check_call(["./gen"])
+                super().run()
+
+        setup(name="cext-demo", version="1.0", packages=["cext_demo"],
+              ext_modules=[Extension("cext_demo._speedups", ["src/speedups.c"])],
+              cmdclass={"build_ext": generate})
+    """
+    recipe = _recipe(tmp_path, "cext-demo", files, (ADD_TEST,))
+    result, _ = _build(run_kiln, shared_cache, recipe, tmp_path / "wh", "--backend", "zig",
+                       "--target", "linux-aarch64", "--no-test", check=False)
+    assert result.returncode == 64, result.stderr
+    assert "tried to run a program compiled for linux-aarch64" in result.stderr
+    assert "cibuildwheel" in result.stderr
+    assert not list((tmp_path / "wh").glob("*.whl"))
+
+
+def test_meson_python_is_refused_for_cross_builds_before_anything_runs(run_kiln, shared_cache,
+                                                                       tmp_path):
+    files = {"pyproject.toml": """
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "mesonpy"
+    """, "meson.build": "project('m', 'c')\n"}
+    recipe = _recipe(tmp_path, "meson-demo", files, ())
+    setuptools = next(TEST_WHEELS.glob("setuptools-*.whl"))
+    digest = __import__("hashlib").sha256(setuptools.read_bytes()).hexdigest()
+    version = setuptools.name.split("-")[1]
+    sdist_sha = next(line for line in recipe.read_text().splitlines()
+                     if line.startswith("sha256")).split('"')[1]
+    recipe.with_suffix(".lock").write_text(
+        "# kiln lock v1: build requirements of meson-demo 1.0\n"
+        f"# sdist-sha256: {sdist_sha}\n# pythons: 3.11\n"
+        f"setuptools=={version} \\\n    --hash=sha256:{digest}\n")
+    result, _ = _build(run_kiln, shared_cache, recipe, tmp_path / "wh", "--backend", "zig",
+                       "--target", "linux-aarch64", check=False)
+    assert result.returncode == 64, result.stderr
+    assert "meson-python takes the extension suffix" in result.stderr
+
+
+def test_sysroot_refuses_a_python_debian_never_shipped(run_kiln, tmp_path):
+    result = run_kiln("sysroot", "linux-aarch64", "--python", "3.12")
+    assert result.returncode == 64
+    assert "no Debian suite ships CPython 3.12" in result.stderr
+    assert "hint:" in result.stderr
+
+
+@pytest.mark.network
+def test_cext_cross_build_passes_its_tests_under_qemu(run_kiln, shared_cache, tmp_path):
+    recipe = _recipe(tmp_path, "cext-demo", cext_files(), (ADD_TEST,))
+    _, results = _build(run_kiln, shared_cache, recipe, tmp_path / "wh", "--backend", "zig",
+                        "--target", "linux-aarch64")
+    test = results[0]["record"]["test"]
+    assert test == {**test, "ran": True, "passed": True, "emulated": True}
+    wheel = Path(results[0]["wheel"])
+    # kiln test runs it again, and a wrong answer fails: the compiled code really ran.
+    ok = run_kiln("test", wheel, "--recipe", recipe, "--json",
+                  env={"KILN_CACHE_DIR": str(shared_cache)}, check=True)
+    assert json.loads(ok.stdout)["emulated"] is True
+    recipe.write_text(recipe.read_text().replace("== 42", "== 43"))
+    bad = run_kiln("test", wheel, "--recipe", recipe, env={"KILN_CACHE_DIR": str(shared_cache)})
+    assert bad.returncode == 12, bad.stderr
+    assert "under qemu" in bad.stderr
+
+
+@pytest.mark.network
+def test_cxx_extension_cross_builds_and_runs_under_qemu(run_kiln, shared_cache, tmp_path):
+    files = {
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools>=61"]\n'
+                          'build-backend = "setuptools.build_meta"\n',
+        "setup.py": CXX_SETUP,
+        "cxx_demo/__init__.py": "from ._native import joined_sum\n",
+        "src/native.cpp": CXX_SOURCE,
+    }
+    test = "python -c 'import cxx_demo; assert cxx_demo.joined_sum(100) == str(5050)'"
+    recipe = _recipe(tmp_path, "cxx-demo", files, (test,))
+    _, results = _build(run_kiln, shared_cache, recipe, tmp_path / "wh", "--backend", "zig",
+                        "--target", "linux-aarch64")
+    aarch64 = results[0]
+    assert "manylinux_2_17_aarch64" in aarch64["wheel"]
+    assert aarch64["record"]["test"]["emulated"] is True
+    assert aarch64["record"]["test"]["passed"] is True
+    (_, described), = _elf_machines(Path(aarch64["wheel"])).items()
+    assert described.startswith("EM_AARCH64")
+    assert "libstdc++" not in described  # zig links its libc++ in
+
+
+@pytest.mark.network
+def test_markupsafe_cross_builds_and_passes_under_qemu(run_kiln, shared_cache, tmp_path):
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    shutil.copy(ROOT / "recipes" / "markupsafe.toml", recipes)
+    shutil.copy(ROOT / "recipes" / "markupsafe.lock", recipes)
+    # Exercise the compiled module, not only the import.
+    text = (recipes / "markupsafe.toml").read_text()
+    command = ("python -c 'from markupsafe import _speedups; "
+               "assert str(_speedups.escape(\"<a&b>\")) == \"&lt;a&amp;b&gt;\"'")
+    start = text.index("commands = [")
+    (recipes / "markupsafe.toml").write_text(text[:start] + "commands = [\n    "
+                                             + json.dumps(command) + ",\n]\n")
+    result = run_kiln("build", recipes / "markupsafe.toml", "--backend", "zig", "--target",
+                      "linux-aarch64", "--python", "3.11", "-o", tmp_path / "wh", "--json",
+                      env={"KILN_CACHE_DIR": str(shared_cache), "KILN_NO_INDEX": "",
+                           "KILN_FIND_LINKS": ""}, check=True)
+    entry = json.loads(result.stdout)[0]
+    wheel = Path(entry["wheel"])
+    assert wheel.name == ("markupsafe-2.1.5-cp311-cp311-"
+                          "manylinux2014_aarch64.manylinux_2_17_aarch64.whl")
+    assert all(d.startswith("EM_AARCH64") for d in _elf_machines(wheel).values())
+    assert entry["record"]["test"]["emulated"] is True
+    assert entry["record"]["test"]["passed"] is True
+
+
+@pytest.mark.network
+def test_kiln_sysroot_unpacks_a_runnable_aarch64_python(run_kiln, shared_cache):
+    result = run_kiln("sysroot", "linux-aarch64", "--python", "3.11", "--json",
+                      env={"KILN_CACHE_DIR": str(shared_cache)}, check=True)
+    data = json.loads(result.stdout)
+    assert data["debian_suite"] == "bookworm"
+    assert {p["name"] for p in data["packages"]} >= {"python3.11-minimal", "libc6", "libssl3"}
+    assert all(len(p["sha256"]) == 64 for p in data["packages"])
+    root = Path(data["root"])
+    out = subprocess.run(["qemu-aarch64-static", "-L", root, root / "usr/bin/python3.11", "-c",
+                          "import platform; print(platform.machine())"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "aarch64"

@@ -1,0 +1,186 @@
+"""The zig backend's pure parts: the pin, the target triple, the wrappers, cross refusals."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import pytest
+
+from kiln.backends import zig
+from kiln.errors import EnvironmentSetupError, UnsupportedError
+from kiln.pep517 import BuildSystem
+from kiln.repair import _meets
+from kiln.sandbox import Sandbox
+from kiln.targets import TARGETS
+
+SHA = "a" * 64
+
+
+def test_shipped_pin_names_a_version_and_a_digest_per_host():
+    pin = zig.zig_pin()
+    assert pin.package == "ziglang"
+    assert pin.version.count(".") >= 2
+    hosts = dict(pin.wheels)
+    assert {"linux-x86_64", "linux-aarch64"} <= set(hosts)
+    assert pin.wheel_sha256(TARGETS["linux-x86_64"]) == hosts["linux-x86_64"]
+    with pytest.raises(UnsupportedError, match="no pinned ziglang"):
+        zig.ZigPin("ziglang", "1.0.0", (("linux-x86_64", SHA),)).wheel_sha256(
+            TARGETS["linux-aarch64"])
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("[other]\n", "no \\[zig\\] table"),
+    ('[zig]\npackage = "ziglang"\nversion = "latest"\n[zig.wheels]\nx = "' + SHA + '"\n',
+     "version"),
+    ('[zig]\npackage = "ziglang"\nversion = "0.15.2"\n[zig.wheels]\nx = "abc"\n',
+     "not a sha256"),
+    ('[zig]\npackage = "zig lang"\nversion = "0.15.2"\n[zig.wheels]\nx = "' + SHA + '"\n',
+     "package"),
+])
+def test_a_bad_pin_is_refused_with_the_field(text, problem):
+    with pytest.raises(EnvironmentSetupError, match=problem):
+        zig.parse_pin(text)
+
+
+def test_triples_follow_target_and_glibc():
+    assert zig.zig_triple(TARGETS["linux-aarch64"], "2.17") == "aarch64-linux-gnu.2.17"
+    assert zig.zig_triple(TARGETS["linux-x86_64"], "2.28") == "x86_64-linux-gnu.2.28"
+    with pytest.raises(UnsupportedError, match="macos-arm64"):
+        zig.zig_triple(TARGETS["macos-arm64"], "2.17")
+    with pytest.raises(UnsupportedError, match="glibc"):
+        zig.zig_triple(TARGETS["linux-aarch64"], "2.17; rm -rf /")
+
+
+def test_wrappers_quote_every_path_and_carry_the_target(tmp_path):
+    odd = tmp_path / "cache with space/$HOME/`x`"
+    install = zig.ZigInstall(odd / "tools" / "ziglang-0.15.2", "0.15.2", SHA)
+    scripts = zig.wrapper_scripts(install, "aarch64-linux-gnu.2.17", odd / "zig-cache",
+                                  odd / "include")
+    assert {"cc", "c++", "ar", "ranlib", "gcc", "g++"} <= set(scripts)
+    for name, text in scripts.items():
+        assert text.startswith("#!/bin/sh\n")
+        exec_line = text.splitlines()[-1]
+        words = shlex.split(exec_line)  # what sh will see: no expansion inside quotes
+        assert words[0] == "exec"
+        assert words[1] == str(install.zig)
+        assert words[-1] == "$@"
+        if name in ("cc", "gcc", "c++", "g++"):
+            assert words[3:5] == ["-target", "aarch64-linux-gnu.2.17"]
+            assert "-fno-sanitize=undefined" in words
+            assert f"-ffile-prefix-map={install.lib}={zig.ZIG_LIB_CANONICAL}" in words
+            assert f"-ffile-prefix-map={odd / 'zig-cache'}={zig.ZIG_CACHE_CANONICAL}" in words
+    assert shlex.split(scripts["ar"].splitlines()[-1])[2] == "ar"
+    exports = [line for line in scripts["cc"].splitlines() if line.startswith("ZIG_GLOBAL")]
+    assert shlex.split(exports[0])[0] == f"ZIG_GLOBAL_CACHE_DIR={odd / 'zig-cache'}"
+
+
+def test_cmake_toolchain_names_the_target_only_when_cross(tmp_path):
+    bin_dir = tmp_path / 'a "quoted" $dir'
+    cross = zig.cmake_toolchain(bin_dir, TARGETS["linux-aarch64"], True)
+    assert "set(CMAKE_SYSTEM_NAME Linux)" in cross
+    assert "set(CMAKE_SYSTEM_PROCESSOR aarch64)" in cross
+    assert '\\"quoted\\" \\$dir/cc"' in cross
+    native = zig.cmake_toolchain(bin_dir, TARGETS["linux-x86_64"], False)
+    assert "CMAKE_SYSTEM_NAME" not in native
+    assert "CMAKE_C_COMPILER" in native
+
+
+def test_extension_suffix_for_the_target():
+    assert zig.ext_suffix("cpython-311-x86_64-linux-gnu", TARGETS["linux-aarch64"]) == \
+        ".cpython-311-aarch64-linux-gnu.so"
+    assert zig.ext_suffix("cpython-313t-x86_64-linux-gnu", TARGETS["linux-aarch64"]) == \
+        ".cpython-313t-aarch64-linux-gnu.so"
+    with pytest.raises(UnsupportedError, match="CPython only"):
+        zig.ext_suffix("pypy310-pp73-x86_64-linux-gnu", TARGETS["linux-aarch64"])
+
+
+class _Job:
+    label = "demo 1.0 (cp311, linux-aarch64)"
+    target = TARGETS["linux-aarch64"]
+
+
+@pytest.mark.parametrize(("backend", "requires", "why"), [
+    ("mesonpy", ("meson-python",), "meson-python"),
+    ("maturin", ("maturin>=1",), "Rust"),
+    ("setuptools.build_meta", ("setuptools", "setuptools_rust>=1.5"), "setuptools-rust"),
+])
+def test_backends_kiln_cannot_cross_configure_are_refused(backend, requires, why):
+    with pytest.raises(UnsupportedError, match=why) as caught:
+        zig.refuse_cross_backend(BuildSystem(requires, backend, ()), _Job())  # type: ignore[arg-type]
+    assert "cibuildwheel" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize("backend", ["setuptools.build_meta", "setuptools.build_meta:__legacy__",
+                                     "scikit_build_core.build", "hatchling.build"])
+def test_backends_that_cross_compile_pass(backend):
+    zig.refuse_cross_backend(BuildSystem(("setuptools",), backend, ()), _Job())  # type: ignore[arg-type]
+
+
+def test_a_log_that_ran_a_target_binary_is_recognised(tmp_path):
+    log = tmp_path / "build.log"
+    log.write_text("compiling\nOSError: [Errno 8] Exec format error: './gen'\n")
+    assert zig.ran_target_binary(log)
+    log.write_text("error: too many arguments\n")
+    assert not zig.ran_target_binary(log)
+    assert not zig.ran_target_binary(tmp_path / "missing.log")
+
+
+def test_debian_multiarch_pyconfig_gets_a_shim(tmp_path, monkeypatch):
+    include = tmp_path / "python3.11"
+    include.mkdir()
+    (include / "pyconfig.h").write_text(
+        "#if defined(__linux__)\n# if defined(__x86_64__) && defined(__LP64__)\n"
+        "#  include <x86_64-linux-gnu/python3.11/pyconfig.h>\n"
+        "# elif defined(__aarch64__) && defined(__AARCH64EL__)\n"
+        "#  include <aarch64-linux-gnu/python3.11/pyconfig.h>\n#endif\n#endif\n")
+    real = Path("/usr/include/x86_64-linux-gnu/python3.11/pyconfig.h")
+    monkeypatch.setattr(zig, "host_target", lambda: TARGETS["linux-x86_64"])
+    monkeypatch.setattr(Path, "is_file", lambda self: self == real or Path.exists(self))
+    shims = tmp_path / "shims"
+    zig.write_pyconfig_shim(shims, "aarch64-linux-gnu.2.17", include)
+    shim = shims / "aarch64-linux-gnu" / "python3.11" / "pyconfig.h"
+    assert f'#include "{real}"' in shim.read_text()
+    plain = tmp_path / "pyenv"
+    plain.mkdir()
+    (plain / "pyconfig.h").write_text("#define SIZEOF_LONG 8\n")
+    assert zig.multiarch_pyconfig(plain) is None
+
+
+def test_manylinux_policy_is_met_by_older_glibc_of_the_same_arch():
+    assert _meets(("manylinux2014_aarch64", "manylinux_2_17_aarch64"), "manylinux_2_17_aarch64")
+    assert _meets(("manylinux_2_5_x86_64",), "manylinux_2_17_x86_64")
+    assert not _meets(("manylinux_2_28_aarch64",), "manylinux_2_17_aarch64")
+    assert not _meets(("manylinux_2_17_x86_64",), "manylinux_2_17_aarch64")
+    assert not _meets(("linux_aarch64",), "manylinux_2_17_aarch64")
+
+
+def test_writable_paths_are_bound_writable_where_they_are(tmp_path, monkeypatch):
+    import kiln.sandbox
+
+    monkeypatch.setattr(kiln.sandbox, "bwrap_path", lambda: Path("/usr/bin/bwrap"))
+    cache = tmp_path / "zig-cache"
+    argv = Sandbox(binds=(), tmp=tmp_path / "tmp", writable=(cache,)).wrap(["true"])
+    i = argv.index(str(cache))
+    assert argv[i - 1] == "--bind" and argv[i + 1] == str(cache)
+    assert argv.index(str(cache)) > argv.index("/tmp")  # after /tmp, so it shows through
+
+
+def test_zig_takes_the_recipe_targets_it_can_build(tmp_path):
+    from kiln.pipeline import BuildOptions, _targets
+    from kiln.recipe import parse_recipe
+
+    recipe = parse_recipe(f"""
+[package]
+name = "demo"
+version = "1.0"
+[source]
+url = "https://example.org/demo-1.0.tar.gz"
+sha256 = "{SHA}"
+[build]
+targets = ["linux-x86_64", "linux-aarch64", "linux-ppc64le", "macos-arm64"]
+""", tmp_path / "demo.toml")
+    chosen, skipped = _targets(recipe, BuildOptions(), "zig")
+    assert [t.name for t in chosen] == ["linux-x86_64", "linux-aarch64"]
+    assert dict(skipped).keys() == {"linux-ppc64le", "macos-arm64"}
+    assert "cibuildwheel" in dict(skipped)["linux-ppc64le"]
