@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/index_scale.py                 # 100,000 wheels, 5,000 projects
     .venv/bin/python benchmarks/index_scale.py --wheels 5000   # a quick run
+    .venv/bin/python benchmarks/index_scale.py --workdir /var/tmp/kb   # keep the wheelhouse
 
 Generates small but valid wheels (METADATA, WHEEL, RECORD, one module) with a build
 record beside each, then times, each as its own process (so peak memory is its own):
@@ -110,21 +111,32 @@ def main() -> None:
     parser.add_argument("--wheels", type=int, default=100_000)
     parser.add_argument("--projects", type=int, default=None,
                         help="default: wheels / 20 (5,000 for 100,000 wheels)")
-    parser.add_argument("--workdir", type=Path, default=None, help="default: a temporary folder")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="keep the generated wheelhouse here and reuse it next time "
+                             "(default: a temporary folder, deleted at the end)")
     parser.add_argument("--no-peer", action="store_true", help="skip simple503")
-    parser.add_argument("--keep", action="store_true", help="keep the generated folders")
     args = parser.parse_args()
     projects = args.projects or max(1, args.wheels // 20)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="kiln-index-bench-"))
+    wheelhouse = work / f"wheelhouse-{args.wheels}-{projects}"
     work.mkdir(parents=True, exist_ok=True)
-    wheelhouse, out = work / "wheelhouse", work / "public"
+    runs = Path(tempfile.mkdtemp(prefix="run-", dir=work))  # outputs: fresh every time
+    out, peer_out = runs / "public", runs / "peer"
+    new_wheel = wheelhouse / "bench_project_new-1.0-py3-none-any.whl"
     kiln = [sys.executable, "-m", "kiln", "-q", "index", str(wheelhouse), "-o", str(out), "--json"]
     rows: list[Timing] = []
     try:
-        started = time.monotonic()
-        generate(wheelhouse, args.wheels, projects)
-        print(f"generated {args.wheels:,} wheels over {projects:,} projects in "
-              f"{time.monotonic() - started:.1f} s ({wheelhouse})", flush=True)
+        if (wheelhouse / ".complete").exists():
+            new_wheel.unlink(missing_ok=True)
+            new_wheel.with_name(new_wheel.name + ".build.json").unlink(missing_ok=True)
+            print(f"reusing {wheelhouse}", flush=True)
+        else:
+            shutil.rmtree(wheelhouse, ignore_errors=True)
+            started = time.monotonic()
+            generate(wheelhouse, args.wheels, projects)
+            (wheelhouse / ".complete").touch()
+            print(f"generated {args.wheels:,} wheels over {projects:,} projects in "
+                  f"{time.monotonic() - started:.1f} s ({wheelhouse})", flush=True)
 
         for label in ("kiln full index", "kiln again, nothing changed"):
             wall, cpu, rss, stdout = timed(kiln)
@@ -133,16 +145,16 @@ def main() -> None:
         write_wheel(wheelhouse, "bench_project_new", "1.0", TAGS[-1])
         wall, cpu, rss, stdout = timed(kiln)
         report = json.loads(stdout)
-        assert report["added"] == ["bench_project_new-1.0-py3-none-any.whl"], report["added"]
+        assert report["added"] == [new_wheel.name], report["added"]
         assert report["wheels"] == args.wheels + 1
         rows.append(Timing("kiln after adding one wheel", wall, cpu, rss, report["seconds"]))
+        print(f"kiln after adding one wheel: {wall:.2f} s", flush=True)
 
         if not args.no_peer:
             peer_bin = shutil.which("simple503", path=str(Path(sys.executable).parent))
             if peer_bin is None:
                 raise SystemExit("simple503 is not installed: .venv/bin/pip install -e '.[bench]'")
-            (wheelhouse / "bench_project_new-1.0-py3-none-any.whl").unlink()
-            peer_out = work / "peer"
+            new_wheel.unlink()
             peer = [peer_bin, "--copy", "--sort", "--extract-metadata", str(wheelhouse),
                     str(peer_out)]
             wall, cpu, rss, _ = timed(peer)
@@ -151,11 +163,17 @@ def main() -> None:
             write_wheel(wheelhouse, "bench_project_new", "1.0", TAGS[-1])
             wall, cpu, rss, _ = timed(peer)  # it has no incremental mode: a full run again
             rows.append(Timing("simple503 after adding one wheel", wall, cpu, rss))
+        report_table(rows, args.wheels, projects)
     finally:
-        if not args.keep and args.workdir is None:
+        # Printed first: deleting a few hundred thousand small files takes a while.
+        print(f"cleaning up {runs}" + ("" if args.workdir else f" and {work}"), flush=True)
+        shutil.rmtree(runs, ignore_errors=True)
+        if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\n{args.wheels:,} wheels, {projects:,} projects, {os.cpu_count()} CPUs, "
+
+def report_table(rows: list[Timing], wheels: int, projects: int) -> None:
+    print(f"\n{wheels:,} wheels, {projects:,} projects, {os.cpu_count()} CPUs, "
           f"Python {sys.version.split()[0]}")
     print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"{'run':<34}{'wall s':>9}{'CPU s':>9}{'in-process s':>14}{'peak RSS MiB':>14}")
@@ -171,7 +189,7 @@ def main() -> None:
                   f"CPU {by[peer].cpu / max(by[ours].cpu, 1e-9):.1f}x")
     full, one = by["kiln full index"].wall, by["kiln after adding one wheel"].wall
     print(f"goals: full ≤ 30 s: {'met' if full <= 30 else 'MISSED'} ({full:.1f} s); "
-          f"add one ≤ 1 s: {'met' if one <= 1 else 'MISSED'} ({one:.2f} s wall)")
+          f"add one ≤ 1 s: {'met' if one <= 1 else 'MISSED'} ({one:.2f} s wall)", flush=True)
 
 
 if __name__ == "__main__":

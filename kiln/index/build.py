@@ -18,9 +18,15 @@ from kiln.index import render
 from kiln.index.model import IndexReport, ProjectUpstream, Rejected, WheelEntry
 from kiln.index.provenance import BadAttestation, provenance_for
 from kiln.index.state import IndexState, WheelStat
-from kiln.index.tree import OutputTree
+from kiln.index.tree import SLOTS, OutputTree
 from kiln.index.upstream import digest, fetch_all
-from kiln.index.wheels import RecordFacts, ToRead, read_build_record, read_wheels
+from kiln.index.wheels import (
+    RecordFacts,
+    ToRead,
+    plain_path,
+    read_build_record,
+    read_wheels,
+)
 from kiln.progress import reporter
 
 RECORD_SUFFIX = ".build.json"
@@ -30,23 +36,34 @@ ATTESTATION_SUFFIX = ".publish.attestation"
 @dataclass
 class _Listing:
     wheels: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> size, mtime_ns
-    sidecars: dict[str, str] = field(default_factory=dict)  # name -> "size:mtime_ns"
+    records: dict[str, str] = field(default_factory=dict)  # wheel name -> "size:mtime_ns"
+    attestations: dict[str, str] = field(default_factory=dict)  # the same
+
+    def stat(self, name: str) -> WheelStat:
+        """What the state compares: the wheel's and its sidecars' sizes and times."""
+        size, mtime = self.wheels[name]
+        return WheelStat(size, mtime, self.records.get(name, ""),
+                         self.attestations.get(name, ""))
 
 
 def _list(wheelhouse: Path) -> _Listing:
     listing = _Listing()
+    records, attestations = len(RECORD_SUFFIX), len(ATTESTATION_SUFFIX)
     with os.scandir(wheelhouse) as entries:
         for entry in entries:
             name = entry.name
-            if name.startswith("."):  # temporary files of writers at work
+            if name[0] == ".":  # temporary files of writers at work
                 continue
             if name.endswith(".whl"):
                 if entry.is_file():
                     st = entry.stat()
                     listing.wheels[name] = (st.st_size, st.st_mtime_ns)
-            elif name.endswith((RECORD_SUFFIX, ATTESTATION_SUFFIX)):
+            elif name.endswith(RECORD_SUFFIX):
                 st = entry.stat()
-                listing.sidecars[name] = f"{st.st_size}:{st.st_mtime_ns}"
+                listing.records[name[:-records]] = f"{st.st_size}:{st.st_mtime_ns}"
+            elif name.endswith(ATTESTATION_SUFFIX):
+                st = entry.stat()
+                listing.attestations[name[:-attestations]] = f"{st.st_size}:{st.st_mtime_ns}"
     return listing
 
 
@@ -78,7 +95,7 @@ class _Run:
         self.upstream, self.full = upstream, full
         self.links = render.Links(base_url)
         self.settings = json.dumps({"base_url": base_url, "upstream": upstream})
-        self.generation = tree.current_generation()
+        self.generation = int(state.get("generation") or 0)
         self.report = IndexReport(output=str(tree.root), generation=self.generation)
         self.garbage: list[str] = []
         self.claims: dict[str, str] = {}  # path -> sha256 of what this run put there
@@ -98,10 +115,10 @@ class _Run:
         for filename, (size, mtime) in listing.wheels.items():
             old = known.get(filename)
             if old is not None and not self.full and (old.size, old.mtime_ns) == (size, mtime):
-                sigs = (listing.sidecars.get(filename + RECORD_SUFFIX, ""),
-                        listing.sidecars.get(filename + ATTESTATION_SUFFIX, ""))
-                if sigs != (old.record_sig, old.attestation_sig):
-                    entry = self._sidecars(state.wheel(filename), *sigs)
+                now = listing.stat(filename)
+                if now != old:  # the build record or the attestation changed
+                    entry = self._sidecars(state.wheel(filename), now.record_sig,
+                                           now.attestation_sig)
                     self._update(entry)
                     report.changed.append(filename)
                 continue
@@ -142,10 +159,9 @@ class _Run:
         report, state = self.report, self.state
         reporter().stage("index", f"reading {len(to_read):,} wheel(s)")
         paths = state.paths()
-        claimed = set(paths)
-        incoming = self.tree.fresh_incoming()
         items = [ToRead(self.wheelhouse, name, listing.wheels[name][0],
-                        name + RECORD_SUFFIX in listing.sidecars, incoming)
+                        name in listing.records, self.tree.root,
+                        paths.get(plain_path(name)) if paths else None)
                  for name in to_read]
         rejected = []
         for read in read_wheels(items):
@@ -156,12 +172,8 @@ class _Run:
                                          listing.wheels[filename][0], mtime))
                 continue
             old = state.wheel(filename) if filename in known else None
-            path = f"files/{facts.project}/{filename}"
-            if paths.get(path, facts.sha256) != facts.sha256:
-                # this path once held other bytes: never serve two contents at one URL
-                path = f"files/{facts.project}/{facts.sha256[:16]}/{filename}"
-            paths[path] = self.claims[path] = facts.sha256
-            self.tree.adopt(filename, path, claimed=path in claimed)
+            path = read.path  # the reader published the copy (wheels.py, _publish)
+            self.claims[path] = facts.sha256
             same = old is not None and old.sha256 == facts.sha256
             entry = WheelEntry(
                 filename=filename, project=facts.project, version=facts.version,
@@ -169,9 +181,9 @@ class _Run:
                 requires_python=facts.requires_python, metadata_sha256=facts.metadata_sha256,
                 upload_time=old.upload_time if old and same else _upload_time(mtime),
                 path=path)
-            entry = self._sidecars(entry, listing.sidecars.get(filename + RECORD_SUFFIX, ""),
-                                   listing.sidecars.get(filename + ATTESTATION_SUFFIX, ""),
-                                   fresh=True, record=read.record)
+            now = listing.stat(filename)
+            entry = self._sidecars(entry, now.record_sig, now.attestation_sig, fresh=True,
+                                   record=read.record)
             self._update(entry)
             if old is None:
                 report.added.append(filename)
@@ -244,18 +256,24 @@ class _Run:
         for project in gone:
             self.garbage.append(pages.pop(project))
         new = self.generation + 1
-        tree.write_generation(new, pages, render.root_html(projects), render.root_json(projects))
+        root_html, root_json = render.root_html(projects), render.root_json(projects)
+        current = tree.current_slot()
+        slot = 1 if current is None else (current + 1) % SLOTS
+        # the first time, every slot is filled, so later runs only ever replace what changed
+        for fill in [slot] if current is not None else range(SLOTS):
+            holds = None if self.full else state.slot(fill)  # --full: write it all
+            tree.write_slot(fill, pages, holds, root_html, root_json)
+            state.set_slot(fill, pages, holds)
         self._save(written)
         state.drop_pages(gone)
         state.add_garbage(self.garbage, new)
         state.put("generation", str(new))
-        tree.swap(new)
+        tree.swap(slot)
         report.generation = new
-        # What only the previous generation still used goes now; this run's leftovers
-        # stay one more run for readers that fetched a page just before the swap.
-        for rel in state.take_garbage(new - 1):
+        # The two generations before this one stay whole for readers still at work; what
+        # only older ones used goes now (the slot just written held the oldest).
+        for rel in state.take_garbage(new - 2):
             tree.delete(rel)
-        tree.prune_generations(new - 1)
 
     def _save(self, written: dict[str, str]) -> None:
         state = self.state

@@ -40,6 +40,8 @@ CREATE TABLE IF NOT EXISTS rejected (filename TEXT PRIMARY KEY, reason TEXT, siz
                                      mtime_ns INTEGER);
 CREATE TABLE IF NOT EXISTS upstream (project TEXT PRIMARY KEY, etag TEXT, body TEXT);
 CREATE TABLE IF NOT EXISTS pages (project TEXT PRIMARY KEY, dir TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS slots (slot INTEGER, project TEXT, dir TEXT NOT NULL,
+                                  PRIMARY KEY (slot, project));
 CREATE TABLE IF NOT EXISTS paths (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS garbage (path TEXT PRIMARY KEY, generation INTEGER NOT NULL);
 """
@@ -165,6 +167,24 @@ class IndexState:
 
     def drop_pages(self, projects: Iterable[str]) -> None:
         self.db.executemany("DELETE FROM pages WHERE project = ?", ((p,) for p in projects))
+
+    # generation slots (see tree.py)
+    def slot(self, slot: int) -> dict[str, str] | None:
+        """What a slot holds (project -> page folder), or None when that is not known."""
+        if self.get(f"slot{slot}") is None:
+            return None
+        rows = self.db.execute("SELECT project, dir FROM slots WHERE slot = ?", (slot,))
+        return {str(p): str(d) for p, d in rows}
+
+    def set_slot(self, slot: int, pages: dict[str, str], holds: dict[str, str] | None) -> None:
+        if holds is None:
+            self.db.execute("DELETE FROM slots WHERE slot = ?", (slot,))
+            holds = {}
+        self.db.executemany("INSERT OR REPLACE INTO slots VALUES (?, ?, ?)",
+                            ((slot, p, d) for p, d in pages.items() if holds.get(p) != d))
+        self.db.executemany("DELETE FROM slots WHERE slot = ? AND project = ?",
+                            ((slot, p) for p in holds.keys() - pages.keys()))
+        self.put(f"slot{slot}", "1")
 
     # paths and garbage
     def path_digest(self, path: str) -> str | None:

@@ -3,23 +3,27 @@
 ::
 
     public/
-      simple -> .kiln/gen/000007/simple          the one symlink a run swaps
+      simple -> .kiln/gen/1/simple               the one symlink a run swaps
       files/<project>/<wheel>                    wheels, .metadata, .provenance
-      .kiln/gen/000007/simple/index.{html,json}  the project list of generation 7
-      .kiln/gen/000007/simple/<project> -> ../../../../.kiln/pages/<project>/<digest>
+      .kiln/gen/{0,1,2}/simple/index.{html,json} the project list, per slot
+      .kiln/gen/1/simple/<project> -> ../../../../.kiln/pages/<project>/<digest>
       .kiln/pages/<project>/<digest>/index.{html,json}   immutable page pairs
       .kiln/state.sqlite3, .kiln/lock
 
 Why this shape: a generation is only a folder of symlinks (one per project, plus the
-project list), so making one costs a few milliseconds even with 5,000 projects, and
-switching ``simple`` to it is one ``rename`` — atomic on POSIX. A reader resolves each
-request against one generation: the old index or the new one, never a mix. Files are
+project list), and switching ``simple`` to it is one ``rename`` — atomic on POSIX. A
+reader resolves each request against one generation: the old index or the new one,
+never a mix. Generations live in three slots used in turn: the current one, the one
+before it (for readers still at work), and the one being written, which is brought up
+to date from what it held two runs ago by replacing only the links that differ — so a
+run costs what changed, not one link per project (creating and deleting 5,000 links
+took seconds on a busy disk). Files are
 copied (from the very bytes that were hashed; never hard-linked, as a wheelhouse file
 changed in place must not change a published one) before any page links to them, and
 a path never holds two different contents (a rebuilt wheel with a new digest goes to
 ``files/<project>/<digest>/<wheel>``), so a page served a moment before the swap still
-links to bytes with its hashes. Old
-generations, pages and files are deleted one run later, after readers have moved on.
+links to bytes with its hashes. Pages
+and files that no generation in the three slots uses are deleted.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 
 from kiln.errors import IndexBuildError
 
-GEN_DIGITS = 6
+SLOTS = 3  # the current generation, the one before, and the one being written
 
 
 class OutputTree:
@@ -43,8 +47,6 @@ class OutputTree:
         self.private = root / ".kiln"
         self.simple = root / "simple"
         self.state_path = self.private / "state.sqlite3"
-        self.incoming = self.private / "incoming"
-        self._root, self._incoming = os.fspath(root), os.fspath(self.incoming)
 
     @contextmanager
     def locked(self) -> Iterator[OutputTree]:
@@ -69,43 +71,48 @@ class OutputTree:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # generations
-    def current_generation(self) -> int:
+    def current_slot(self) -> int | None:
+        """Which slot ``simple`` points at, if it points at one."""
         try:
-            target = self.simple.readlink()
+            name = self.simple.readlink().parent.name
         except OSError:
-            return 0
-        name = target.parent.name
-        return int(name) if name.isdigit() else 0
+            return None
+        return int(name) if name.isdigit() and int(name) < SLOTS else None
 
-    def gen_dir(self, generation: int) -> Path:
-        return self.private / "gen" / f"{generation:0{GEN_DIGITS}d}"
+    def slot_dir(self, slot: int) -> Path:
+        return self.private / "gen" / str(slot) / "simple"
 
-    def write_generation(self, generation: int, pages: dict[str, str], root_html: bytes,
-                         root_json: bytes) -> None:
-        """A new generation: the project list, and one symlink per project to its pages."""
-        simple = self.gen_dir(generation) / "simple"
-        if simple.parent.exists():  # left by a run that died before its swap
-            shutil.rmtree(simple.parent)
-        simple.mkdir(parents=True)
+    def write_slot(self, slot: int, pages: dict[str, str], holds: dict[str, str] | None,
+                   root_html: bytes, root_json: bytes) -> None:
+        """Make a slot hold ``pages`` (project -> page folder) and this project list.
+
+        ``holds`` is what the slot held when it was last written (from the state): then
+        only the links that differ are replaced, each by a rename. The slot being written
+        is never the one ``simple`` points at, nor the one before it.
+        """
+        simple = self.slot_dir(slot)
+        if holds is None or not simple.is_dir():
+            if simple.exists():
+                shutil.rmtree(simple)
+            simple.mkdir(parents=True)
+            holds = {}
         for project, page_dir in pages.items():
-            (simple / project).symlink_to(f"../../../../{page_dir}")
-        (simple / "index.html").write_bytes(root_html)
-        (simple / "index.json").write_bytes(root_json)
+            if holds.get(project) != page_dir:
+                link = simple / f".{project}.tmp"
+                link.unlink(missing_ok=True)
+                link.symlink_to(f"../../../../{page_dir}")
+                link.replace(simple / project)
+        for project in holds.keys() - pages.keys():
+            (simple / project).unlink(missing_ok=True)
+        _replace_with(simple / "index.json", root_json)
+        _replace_with(simple / "index.html", root_html)
 
-    def swap(self, generation: int) -> None:
-        """Point ``simple`` at a generation in one atomic rename."""
+    def swap(self, slot: int) -> None:
+        """Point ``simple`` at a slot in one atomic rename."""
         link = self.root / f".simple.{os.getpid()}.tmp"
         link.unlink(missing_ok=True)
-        link.symlink_to(f".kiln/gen/{generation:0{GEN_DIGITS}d}/simple")
+        link.symlink_to(f".kiln/gen/{slot}/simple")
         link.replace(self.simple)
-
-    def prune_generations(self, keep_from: int) -> None:
-        gens = self.private / "gen"
-        if not gens.is_dir():
-            return
-        for entry in os.scandir(gens):
-            if entry.name.isdigit() and int(entry.name) < keep_from:
-                shutil.rmtree(entry.path, ignore_errors=True)
 
     # pages
     def write_pages(self, project: str, html: bytes, json_body: bytes) -> str:
@@ -120,34 +127,6 @@ class OutputTree:
         return rel
 
     # files
-    def fresh_incoming(self) -> Path:
-        """An empty folder for the copies readers make (inside the output: same file system)."""
-        if self.incoming.exists():  # left by a run that died
-            shutil.rmtree(self.incoming)
-        self.incoming.mkdir(parents=True)
-        return self.incoming
-
-    def adopt(self, filename: str, rel: str, *, claimed: bool) -> None:
-        """Move a wheel copy (and its ``.metadata``) from incoming to ``rel``.
-
-        ``rel`` is either new — no page links to it yet, so it is simply renamed into
-        place — or already ``claimed`` for exactly these bytes, and then left alone.
-        No fsync: a run that dies before its swap left nothing a page links to.
-        """
-        # os and strings, not pathlib: this runs once per new wheel, 100,000 times in a
-        # full index of a large wheelhouse, and Path objects cost more than the renames
-        source = f"{self._incoming}/{filename}"
-        target = f"{self._root}/{rel}"
-        if claimed and os.path.exists(target):  # noqa: PTH110
-            os.unlink(source)  # noqa: PTH108
-        else:
-            try:
-                os.replace(source, target)  # noqa: PTH105
-            except FileNotFoundError:
-                os.makedirs(os.path.dirname(target), exist_ok=True)  # noqa: PTH103, PTH120
-                os.replace(source, target)  # noqa: PTH105
-        os.replace(source + ".metadata", target + ".metadata")  # noqa: PTH105
-
     def replace_file(self, rel: str, data: bytes) -> None:
         """Replace a file pages may already link to (a provenance file), whole."""
         _replace_with(self.root / rel, data)

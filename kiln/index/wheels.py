@@ -257,42 +257,38 @@ def _publish(root: Path, plain_claim: str | None, inspected: Inspected) -> str:
     is written in place) or already holds these bytes (left alone), else
     ``files/<project>/<digest>/<wheel>``, replaced whole.
     """
-    facts = inspected.facts
+    facts, content = inspected.facts, inspected.content
     rel = f"files/{facts.project}/{facts.filename}"
+    in_place = plain_claim is None
     if plain_claim == facts.sha256:
         target = root / rel
         if target.exists() and Path(f"{target}.metadata").exists():
-            _discard(inspected.content)
+            if isinstance(content, Path):
+                content.unlink(missing_ok=True)
             return rel
     elif plain_claim is not None:
         rel = f"files/{facts.project}/{facts.sha256[:16]}/{facts.filename}"
     target = root / rel
     try:
-        _put(target, inspected.content)
+        _put(target, content, in_place)
     except FileNotFoundError:
         target.parent.mkdir(parents=True, exist_ok=True)
-        _put(target, inspected.content)
-    Path(f"{target}.metadata").write_bytes(facts.metadata)
+        _put(target, content, in_place)
+    _put(Path(f"{target}.metadata"), facts.metadata, in_place)
     return rel
 
 
-def _put(target: Path, content: bytes | Path | None) -> None:
+def _put(target: Path, content: bytes | Path | None, in_place: bool) -> None:
+    """Write in place where no page can link yet; else through a temporary file."""
     if isinstance(content, Path):
         content.replace(target)
     elif content is not None:
-        # replacing whole (temporary file, rename) only matters where a page may already
-        # link: the digest-named path; a new plain path is written in place
-        if target.parent.name == target.name[:0] or len(target.parent.name) != 16:
+        if in_place:
             target.write_bytes(content)
         else:
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             tmp.write_bytes(content)
             tmp.replace(target)
-
-
-def _discard(content: bytes | Path | None) -> None:
-    if isinstance(content, Path):
-        content.unlink(missing_ok=True)
 
 
 def read_wheels(items: Sequence[ToRead]) -> Iterator[Read]:

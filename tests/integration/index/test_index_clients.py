@@ -137,6 +137,7 @@ def test_pip_install_and_download(index, serve, tmp_path):
     assert sha256(wheel) == sha256(index / "files" / "markupsafe" / wheel.name)
 
 
+@pytest.mark.skipif(UV is None, reason="uv is not installed")
 def test_pip_and_uv_refuse_a_file_whose_hash_changed(index, serve, tmp_path):
     served = serve(index)
     env = client_env(tmp_path)

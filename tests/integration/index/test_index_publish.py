@@ -125,7 +125,7 @@ def test_publish_to_s3_with_types_and_only_changes_after(index, bucket, s3_endpo
         "files/beta/beta-2.0-py3-none-any.whl", "files/beta/beta-2.0-py3-none-any.whl.metadata",
         "simple/beta/index.html", "simple/beta/index.json",
         "simple/gamma/index.html", "simple/gamma/index.json"])
-    assert dry["deleted"] == []  # gamma 1.0's file stays until the next index run drops it
+    assert dry["deleted"] == []  # gamma 1.0's file stays while older generations link to it
     assert {k: v["ETag"] for k, v in objects(client, name).items()} == \
         {k: v["ETag"] for k, v in before.items()}
     real = json.loads(kiln_publish(str(out), f"s3://{name}/mirror",
@@ -134,8 +134,11 @@ def test_publish_to_s3_with_types_and_only_changes_after(index, bucket, s3_endpo
     page = json.loads(client.get_object(Bucket=name, Key="mirror/simple/gamma/index.json")
                       ["Body"].read())
     assert [f["filename"] for f in page["files"]] == ["gamma-1.1-py3-none-any.whl"]
-    # the next index run deletes gamma 1.0's file locally; publish then removes it remotely
+    # two index runs later no generation links to gamma 1.0's file and it is deleted
+    # locally; publish then removes it from the bucket, after the pages
     make_wheel(wh, "delta", "1.0")
+    build_index(wh, out)
+    make_wheel(wh, "delta", "2.0")
     build_index(wh, out)
     last = json.loads(kiln_publish(str(out), f"s3://{name}/mirror",
                                    endpoint=s3_endpoint).stdout)
