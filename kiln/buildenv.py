@@ -39,14 +39,19 @@ class Surroundings:
 CANONICAL = Surroundings()
 
 
-def varied(skip: tuple[str, ...] = (), *, cpu_count: int | None = None) -> Surroundings:
-    """The surroundings of a rebuild: each variation applied unless skipped or impossible here."""
+def varied(skip: tuple[str, ...] = (), *, cpu_count: int | None = None,
+           unsupported: tuple[tuple[str, str], ...] = ()) -> Surroundings:
+    """The surroundings of a rebuild: each variation applied unless skipped or impossible here.
+
+    ``unsupported`` names variations the backend cannot carry into its build, with why.
+    """
     chosen = replace(CANONICAL)
     applied: list[str] = []
     skipped: list[tuple[str, str]] = [(v, "the recipe opts out") for v in skip]
+    skipped += [(v, why) for v, why in unsupported if v not in skip]
     cpus = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
     for variation in VARIATIONS:
-        if variation in skip:
+        if variation in skip or variation in dict(unsupported):
             continue
         why_not = ""
         if variation == "build_path":

@@ -236,7 +236,7 @@ def _build_staged(job: BuildJob, backend: Backend, toolchain: Toolchain, options
                           run_tests=options.run_tests)
     record = first.record
     if second is not None:
-        record = _compare(job, first, second, options)
+        record = _compare(job, backend, first, second, options)
     if hit is None:
         cache.put(key, first.record, first.wheel, log)
     _deliver(job, record, first.wheel, log, options, result)
@@ -249,7 +249,8 @@ def _mkdir(path: Path) -> Path:
 
 def _varied_build(job: BuildJob, backend: Backend, toolchain: Toolchain, work: Path,
                   staging: Path) -> BuildOutcome:
-    rebuild = replace(job, surroundings=varied(job.recipe.repro.skip_variations))
+    rebuild = replace(job, surroundings=varied(
+        job.recipe.repro.skip_variations, unsupported=backend.unsupported_variations))
     log = staging / "rebuild.log"
     with reporting(PrefixedReporter(reporter(), "rebuild")):
         # Tests already ran on the first build; the rebuild only has to make the same bytes.
@@ -275,14 +276,15 @@ def _both_builds(job: BuildJob, backend: Backend, toolchain: Toolchain, work: Pa
         return a.result(), b.result()
 
 
-def _compare(job: BuildJob, first: BuildOutcome, second: BuildOutcome,
+def _compare(job: BuildJob, backend: Backend, first: BuildOutcome, second: BuildOutcome,
              options: BuildOptions) -> BuildRecord:
     from kiln.repro import compare_wheels, write_report
 
     reporter().stage("compare", first.wheel.name)
     report = compare_wheels(first.wheel, second.wheel, surroundings=second.record,
                             first_record=first.record,
-                            variations=varied(job.recipe.repro.skip_variations))
+                            variations=varied(job.recipe.repro.skip_variations,
+                                              unsupported=backend.unsupported_variations))
     report_path = options.output / f"{first.wheel.name}.repro.json"
     report = write_report(report, report_path, diffoscope=options.diffoscope,
                           wheels=(first.wheel, second.wheel))

@@ -88,6 +88,9 @@ class RawBuild:
 
 class Backend(Protocol):
     name: str
+    # Rebuild variations this backend cannot carry into its build, with why (see
+    # kiln.buildenv.varied); a reproducibility report must not claim them.
+    unsupported_variations: tuple[tuple[str, str], ...]
 
     def toolchain(self, job: BuildJob) -> Toolchain:
         """Check this host can build ``job`` and say with what; raise UnsupportedError if not."""

@@ -148,6 +148,10 @@ def _isolation(job: BuildJob, config: CibuildwheelConfig) -> Isolation:
 
 class CibuildwheelBackend:
     name = "cibuildwheel"
+    # cibuildwheel starts its own containers: these never reach the build inside them.
+    unsupported_variations: tuple[tuple[str, str], ...] = tuple(
+        (v, "cibuildwheel's container does not take it from kiln")
+        for v in ("umask", "time", "hostname", "num_cpus", "home"))
 
     def toolchain(self, job: BuildJob) -> Toolchain:
         tools = [Tool(name="cibuildwheel", version=cibuildwheel_version())]

@@ -51,6 +51,7 @@ _OPTIONAL_TOOLS = ("ld", "cmake", "ninja", "make", "pkg-config", "rustc", "cargo
 
 class NativeBackend:
     name = "native"
+    unsupported_variations: tuple[tuple[str, str], ...] = ()
 
     def toolchain(self, job: BuildJob) -> Toolchain:
         host = host_target()

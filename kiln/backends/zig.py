@@ -341,6 +341,7 @@ def interpreter_include(python: Path) -> Path:
 
 class ZigBackend:
     name = "zig"
+    unsupported_variations: tuple[tuple[str, str], ...] = ()
 
     def toolchain(self, job: BuildJob) -> Toolchain:
         triple = zig_triple(job.target, job.recipe.glibc)

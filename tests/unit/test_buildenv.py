@@ -82,3 +82,14 @@ def test_single_cpu_machines_cannot_vary_the_cpu_count():
     v = varied(cpu_count=1)
     assert "num_cpus" not in v.applied
     assert "more than one CPU" in dict(v.skipped)["num_cpus"]
+
+
+def test_a_backend_that_cannot_vary_something_is_not_credited_with_it():
+    from kiln.backends.cibuildwheel import BACKEND
+
+    v = varied(("home",), cpu_count=2, unsupported=BACKEND.unsupported_variations)
+    assert not {"umask", "time", "hostname", "num_cpus", "home"} & set(v.applied)
+    assert dict(v.skipped)["home"] == "the recipe opts out"
+    assert "container" in dict(v.skipped)["umask"]
+    assert v.umask == 0o022 and v.faketime is None
+    assert {"build_path", "timezone", "locale", "hash_seed"} <= set(v.applied)
