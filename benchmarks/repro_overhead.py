@@ -63,7 +63,8 @@ def main() -> None:
     print(f"{'run':<30}{'median s':>10}{'ratio':>9}")
     for name, values in (("single build", single), ("two builds, one after other", sequential),
                          ("--check-repro", check)):
-        print(f"{name:<30}{statistics.median(values):>10.3f}{statistics.median(values) / one:>8.2f}×")
+        med = statistics.median(values)
+        print(f"{name:<30}{med:>10.3f}{med / one:>8.2f}×")
     ratio = statistics.median(check) / one
     print(f"goal --check-repro ≤ 1.6× a single build: {'met' if ratio <= 1.6 else 'NOT met'} "
           f"({ratio:.2f}×; {statistics.median(check) / statistics.median(sequential):.2f}× the "

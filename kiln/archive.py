@@ -1,4 +1,4 @@
-"""Extract sdists without trusting them: nothing lands outside the folder, nothing huge lands at all."""
+"""Extract sdists without trusting them: nothing lands outside the folder, nothing huge at all."""
 
 from __future__ import annotations
 
@@ -40,12 +40,14 @@ class _Member:
 def _clean_name(archive: Path, name: str) -> str:
     """The member's path, refused if it is absolute or climbs out with '..'."""
     if "\\" in name or "\x00" in name:
-        raise UnsafeArchiveError(f"{archive.name}: member {name!r} has a backslash or NUL in its name")
+        raise UnsafeArchiveError(
+            f"{archive.name}: member {name!r} has a backslash or NUL in its name")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise UnsafeArchiveError(f"{archive.name}: member {name!r} has an absolute path")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafeArchiveError(f"{archive.name}: member {name!r} climbs out of the folder with '..'")
+        raise UnsafeArchiveError(
+            f"{archive.name}: member {name!r} climbs out of the folder with '..'")
     if not parts:
         return ""
     return "/".join(parts)
@@ -56,7 +58,7 @@ def _check_link(archive: Path, member: str, target: str) -> None:
         raise UnsafeArchiveError(
             f"{archive.name}: link {member!r} points to the absolute path {target!r}")
     resolved = posixpath.normpath(posixpath.join(posixpath.dirname(member), target))
-    if resolved == ".." or resolved.startswith("../") or resolved.startswith("/"):
+    if resolved == ".." or resolved.startswith(("../", "/")):
         raise UnsafeArchiveError(f"{archive.name}: link {member!r} points outside the archive "
                                  f"({target!r})")
 
@@ -117,13 +119,14 @@ def extract(archive: Path, dest: Path, limits: Limits = Limits()) -> Path:
     """
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
-        raise UnsafeArchiveError(f"{archive.name}: refusing to unpack into {dest}, which is not empty")
+        raise UnsafeArchiveError(
+            f"{archive.name}: refusing to unpack into {dest}, which is not empty")
     try:
         _extract(archive, dest.resolve(), limits)
     except BaseException:
         shutil.rmtree(dest, ignore_errors=True)
         raise
-    entries = [p for p in dest.iterdir()]
+    entries = list(dest.iterdir())
     if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
         return entries[0]
     return dest

@@ -1,4 +1,4 @@
-"""One build: a recipe, for one Python and one target, from sdist to a tested wheel and its record."""
+"""One build: a recipe for one Python and one target, from sdist to a tested wheel and record."""
 
 from __future__ import annotations
 

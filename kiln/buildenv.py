@@ -17,7 +17,6 @@ from kiln.recipe import VARIATIONS, Recipe
 from kiln.sandbox import CANONICAL_ROOT, Bind, Sandbox, bwrap_path
 
 
-
 @dataclass(frozen=True)
 class Surroundings:
     """Everything about a build's circumstances that must not change its result."""

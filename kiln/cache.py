@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -54,9 +55,8 @@ class BuildCache:
             if log is not None and log.exists():
                 shutil.copyfile(log, tmp / "build.log")
             (tmp / "record.json").write_text(record.model_dump_json(indent=2))
-            try:
+            # Another build of the same inputs may get there first; theirs is as good.
+            with contextlib.suppress(OSError):
                 os.rename(tmp, self.root / key)
-            except OSError:
-                pass  # another build of the same inputs got there first; theirs is as good
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

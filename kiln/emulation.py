@@ -248,7 +248,7 @@ def run_emulated_tests(wheel: Path, spec: TestSpec, minor: str, target: Target, 
         tmp.mkdir()
         sandbox = Sandbox(binds=(), tmp=tmp, hostname="kiln-test", visible=(site, sysroot.root))
         # The sandbox shows ``tmp`` as its private /tmp.
-        inside_tmp = Path("/tmp") if sandbox.isolated else tmp  # noqa: S108
+        inside_tmp = Path("/tmp") if sandbox.isolated else tmp
         env = {**_base_env(inside_tmp), "PYTHONPATH": str(site)}
         python = sysroot.argv(qemu)
         rendered = []

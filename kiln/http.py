@@ -31,7 +31,10 @@ _TRANSIENT = (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutErr
 
 
 def _request(url: str, headers: dict[str, str] | None = None) -> urllib.request.Request:
-    return urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
+    if not url.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise FetchError(f"{url}: only https:// urls are fetched", hint="use the https address")
+    # The scheme was checked just above.
+    return urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})  # noqa: S310
 
 
 def _is_permanent(exc: BaseException) -> bool:

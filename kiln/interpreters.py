@@ -26,7 +26,8 @@ print(json.dumps({
     "zlib": getattr(zlib, "ZLIB_RUNTIME_VERSION", zlib.ZLIB_VERSION),
     "cc": sysconfig.get_config_var("CC") or "cc",
     "cxx": sysconfig.get_config_var("CXX") or "c++",
-    "libpython": (sysconfig.get_config_var("LIBDIR") or "") + "/" + (sysconfig.get_config_var("LDLIBRARY") or ""),
+    "libpython": (sysconfig.get_config_var("LIBDIR") or "") + "/"
+                 + (sysconfig.get_config_var("LDLIBRARY") or ""),
 }))
 """
 

@@ -202,7 +202,8 @@ def resolve_lock(recipe: Recipe, *, cache: Path, index: IndexOptions,
     dynamic: dict[str, list[str]] = {}
     for python in recipe.pythons:
         interp = find_interpreter(python, (python_paths or {}).get(python))
-        reporter().stage("lock", f"{recipe.label}: asking the backend under CPython {interp.version}")
+        reporter().stage("lock",
+                         f"{recipe.label}: asking the backend under CPython {interp.version}")
         dynamic[python] = _dynamic_requires(recipe, source, interp, build_system, work, index)
     requirements = _merge(build_system.requires, dynamic)
     reporter().stage("lock", f"{recipe.label}: resolving {len(requirements)} requirements")

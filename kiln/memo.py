@@ -6,6 +6,7 @@ interpreter is asked again; kept in one small JSON file in kiln's cache.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -59,10 +60,8 @@ class StatMemo:
         with _lock:
             data = self._load()
             data[key] = {"paths": [str(p) for p in paths], "stamp": stamp, "value": value}
-            try:
+            with contextlib.suppress(OSError):  # a read-only cache only costs time
                 write_atomic(self.path, json.dumps(data, indent=1, sort_keys=True))
-            except OSError:
-                pass  # a read-only cache only costs time
 
 
 def enabled() -> bool:

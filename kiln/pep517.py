@@ -74,7 +74,7 @@ class _Runner:
 
     def __call__(self, cmd: Sequence[str], cwd: str | None = None,
                  extra_environ: Mapping[str, str] | None = None) -> None:
-        python, script, hook, control_dir = cmd
+        _python, script, hook, control_dir = cmd
         # The hook script lives in kiln's own site-packages, which may be out of the
         # sandbox's sight (a venv under /tmp): hand it a copy beside the control files.
         local_script = Path(control_dir) / "_in_process.py"

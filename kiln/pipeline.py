@@ -187,7 +187,8 @@ def _build_job(job: BuildJob, backend: Backend, options: BuildOptions, result: J
     key = BuildCache.key(build_id(job, backend, toolchain),
                          tests=[tests, list(job.recipe.test.requires)])
     logs = options.output / "logs"
-    log_name = f"{job.recipe.project}-{job.recipe.version}-{job.interpreter.tag}-{job.target.name}.log"
+    log_name = (f"{job.recipe.project}-{job.recipe.version}-{job.interpreter.tag}-"
+                f"{job.target.name}.log")
     work = options.cache / "work"
     with tempfile.TemporaryDirectory(prefix="kiln-staging-", dir=_mkdir(options.cache)) as tmp:
         staging = Path(tmp)

@@ -45,8 +45,9 @@ class SilentReporter:
         pass
 
 
+_SILENT = SilentReporter()  # stateless, so one shared default is safe
 _current: contextvars.ContextVar[Reporter] = contextvars.ContextVar(
-    "kiln_reporter", default=SilentReporter()
+    "kiln_reporter", default=_SILENT
 )
 
 

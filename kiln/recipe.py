@@ -224,14 +224,16 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     targets = check.strings("[build] targets", build.get("targets", [host_target().name]))
     for target in targets:
         if target not in TARGETS:
-            raise check.fail("[build] targets", f"unknown target '{target}'{_suggest(target, TARGETS)}",
+            raise check.fail("[build] targets",
+                             f"unknown target '{target}'{_suggest(target, TARGETS)}",
                              hint=f"targets: {', '.join(TARGETS)}")
     if not targets:
         raise check.fail("[build] targets", "is empty")
 
     backend = build.get("backend", "native")
     if backend not in BACKENDS:
-        raise check.fail("[build] backend", f"unknown backend '{backend}'{_suggest(backend, BACKENDS)}",
+        raise check.fail("[build] backend",
+                         f"unknown backend '{backend}'{_suggest(backend, BACKENDS)}",
                          hint=f"backends: {', '.join(BACKENDS)}")
 
     environment = _env_table(check, "[build] environment", build.get("environment", {}))
@@ -315,7 +317,8 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     )
 
 
-def _string_table(check: _Checker, where: str, table: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+def _string_table(check: _Checker, where: str,
+                  table: dict[str, Any]) -> tuple[tuple[str, str], ...]:
     for key, value in table.items():
         if not isinstance(value, str):
             raise check.fail(f"{where} {key}", f"must be a string, not {type(value).__name__}",

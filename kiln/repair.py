@@ -94,7 +94,7 @@ def _auditwheel(raw: Path, target: Target, out_dir: Path, *, epoch: int, log: Pa
         raise RepairError(f"{label}: auditwheel wrote {len(wheels)} wheels, expected one", log=log)
     repaired = wheels[0]
     tags = parse_name(repaired.name).platform_tags
-    reached = next((t for t in tags if t.startswith("manylinux_") or t.startswith("musllinux_")),
+    reached = next((t for t in tags if t.startswith(("manylinux_", "musllinux_"))),
                    tags[0])
     if foreign and policy and not _meets(tags, policy):
         raise RepairError(f"{label}: {raw.name} reached only {reached}, not {policy}",

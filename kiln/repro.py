@@ -317,8 +317,11 @@ def _elf_diff(name: str, data_a: bytes, data_b: bytes, hints: list[str]) -> Diff
 
 
 def _record_diff(name: str, data_a: bytes, data_b: bytes, changed: list[str]) -> Difference:
-    rows_a = {line.split(",", 1)[0]: line for line in data_a.decode("utf-8", "replace").splitlines()}
-    rows_b = {line.split(",", 1)[0]: line for line in data_b.decode("utf-8", "replace").splitlines()}
+    def rows(data: bytes) -> dict[str, str]:
+        text = data.decode("utf-8", "replace")
+        return {line.split(",", 1)[0]: line for line in text.splitlines()}
+
+    rows_a, rows_b = rows(data_a), rows(data_b)
     differing = sorted(k for k in set(rows_a) | set(rows_b) if rows_a.get(k) != rows_b.get(k))
     unexplained = [k for k in differing if k not in changed]
     if not unexplained:

@@ -172,7 +172,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not (real == self.real_root or real.startswith(self.real_root + os.sep)):
             return self._error(HTTPStatus.NOT_FOUND)  # a symlink out of the index
         try:
-            fh = open(real, "rb")  # noqa: SIM115, PTH123 - closed below, after streaming
+            fh = open(real, "rb")  # noqa: SIM115 - closed below, after streaming
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
             return self._error(HTTPStatus.NOT_FOUND)
         with fh:

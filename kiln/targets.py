@@ -54,7 +54,7 @@ def host_target() -> Target:
 
 
 def target_of_platform_tag(tag: str) -> Target | None:
-    """Which target a wheel's platform tag belongs to (``manylinux_2_17_aarch64`` → linux-aarch64)."""
+    """The target of a wheel's platform tag (``manylinux_2_17_aarch64`` → linux-aarch64)."""
     for target in TARGETS.values():
         if target.is_linux and tag.startswith(("linux_", "manylinux", "musllinux")):
             if tag.endswith("_" + target.arch):

@@ -154,7 +154,8 @@ def run_kiln(kiln_env: dict[str, str], tmp_path: Path, test_wheels: Path) -> Run
     """Run the real `kiln` CLI in a subprocess, in ``tmp_path``."""
 
     def run(*args: str | Path, check: bool = False, cwd: Path | None = None,
-            env: dict[str, str] | None = None, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+            env: dict[str, str] | None = None,
+            timeout: float = 900) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
             [sys.executable, "-m", "kiln", *map(str, args)],
             cwd=cwd or tmp_path, env={**kiln_env, **(env or {})}, capture_output=True,

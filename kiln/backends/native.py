@@ -77,7 +77,8 @@ class NativeBackend:
             tool_dirs.append(str(Path(cargo).parent))
             home = Path.home()
             # rustup's proxies find their toolchains through these; the build's HOME is not ours.
-            for var, default in (("CARGO_HOME", home / ".cargo"), ("RUSTUP_HOME", home / ".rustup")):
+            for var, default in (("CARGO_HOME", home / ".cargo"),
+                                 ("RUSTUP_HOME", home / ".rustup")):
                 value = os.environ.get(var, str(default))
                 if Path(value).is_dir():
                     env.append((var, value))

@@ -164,7 +164,8 @@ def build(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Build even if an identical "
                                                               "build is cached.")] = False,
     no_test: Annotated[bool, typer.Option("--no-test", help="Skip the recipe's tests.")] = False,
-    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failure.")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast",
+                                            help="Stop at the first failure.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace wheels in the "
                                                                 "wheelhouse that differ.")] = False,
     env: Annotated[list[str] | None, typer.Option(

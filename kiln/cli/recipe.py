@@ -30,8 +30,10 @@ app.add_typer(recipe_app, name="recipe")
 @recipe_app.command("new")
 def recipe_new(
     spec: Annotated[str, typer.Argument(help="NAME==VERSION (or NAME for the newest release).")],
-    directory: Annotated[Path, typer.Option("--dir", "-d", help="Recipe folder.")] = Path("recipes"),
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write exactly here.")] = None,
+    directory: Annotated[Path, typer.Option("--dir", "-d",
+                                            help="Recipe folder.")] = Path("recipes"),
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="Write exactly here.")] = None,
     python: Annotated[list[str] | None, typer.Option("--python", "-p",
                                                      help="CPython version (repeatable).")] = None,
     target: Annotated[list[str] | None, typer.Option("--target", "-t",

@@ -30,14 +30,18 @@ def file_member(name: str, data: bytes = b"x", mode: int = 0o644) -> tuple[tarfi
     return info, data
 
 
-def link_member(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tuple[tarfile.TarInfo, None]:
+def link_member(name: str, target: str,
+                kind: bytes = tarfile.SYMTYPE) -> tuple[tarfile.TarInfo, None]:
     info = tarfile.TarInfo(name)
     info.type = kind
     info.linkname = target
     return info, None
 
 
-def refused(archive: Path, dest: Path, words: str, limits: Limits = Limits()) -> None:
+DEFAULT_LIMITS = Limits()
+
+
+def refused(archive: Path, dest: Path, words: str, limits: Limits = DEFAULT_LIMITS) -> None:
     with pytest.raises(UnsafeArchiveError) as info:
         extract(archive, dest, limits)
     assert words in info.value.message

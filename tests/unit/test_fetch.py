@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import threading
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -62,15 +63,16 @@ class FlakyHandler(http.server.BaseHTTPRequestHandler):
     """Serves BODY; the first request is cut off halfway, later ones honour Range."""
 
     body = bytes(range(256)) * 400
-    calls: list[str | None] = []
+    calls: ClassVar[list[str | None]] = []
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         FlakyHandler.calls.append(self.headers.get("Range"))
         start = 0
         if self.headers.get("Range"):
             start = int(self.headers["Range"].split("=")[1].split("-")[0])
             self.send_response(206)
-            self.send_header("Content-Range", f"bytes {start}-{len(self.body) - 1}/{len(self.body)}")
+            size = len(self.body)
+            self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
         else:
             self.send_response(200)
         self.send_header("Content-Length", str(len(self.body) - start))

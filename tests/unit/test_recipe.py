@@ -75,8 +75,8 @@ def test_missing_source_table():
     assert "[source]" in fails(text).message
 
 
-@pytest.mark.parametrize("digest", ["abc", "D283D37A890BA4C1AE73FFADF8046435C76E7BC2247BBB63C00BD1A709C6544B",
-                                    "z" * 64])
+@pytest.mark.parametrize("digest", [
+    "abc", "D283D37A890BA4C1AE73FFADF8046435C76E7BC2247BBB63C00BD1A709C6544B", "z" * 64])
 def test_bad_hash(digest):
     error = fails(GOOD.replace("d283d37a890ba4c1ae73ffadf8046435c76e7bc2247bbb63c00bd1a709c6544b",
                                digest))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,12 @@ def test_project_page_in_both_forms(served):
     forced = request(server, "/simple/?format=json")
     assert json.loads(forced.body)["projects"] == [{"name": "demo-pkg"}, {"name": "rfc8785"}]
     assert request(server, "/simple/demo-pkg/", Accept="application/xml").status == 406
-    assert lines[0].startswith('127.0.0.1 "GET /simple/demo-pkg/" 200 ') and " json " in lines[0]
+    # The server logs once the response is out, from its own thread: wait for the lines.
+    deadline = time.monotonic() + 10
+    while len(lines) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert any(line.startswith('127.0.0.1 "GET /simple/demo-pkg/" 200 ') and " json " in line
+               for line in lines), lines
 
 
 def test_unnormalized_names_and_missing_slashes_redirect(served):
