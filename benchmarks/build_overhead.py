@@ -82,7 +82,7 @@ def main() -> None:
     subprocess.run([str(uv_binary()), "venv", "-q", "--python",
                     str(find_interpreter(args.python).path), str(tools)], check=True)
     subprocess.run([str(uv_binary()), "pip", "install", "-q", "--python", str(tools / "bin/python"),
-                    "build"], check=True)
+                    "build", "pip"], check=True)
     python = tools / "bin" / "python"
     kiln = [sys.executable, "-m", "kiln", "-q", "build", str(args.recipe.resolve()),
             "--python", args.python, "--target", "linux-x86_64", "-o", str(base / "wh")]

@@ -115,6 +115,8 @@ def capture(
     args = tuple(str(a) for a in argv)
     if not quiet:
         reporter().command(args)
+    started = time.monotonic()
+    code = -1
     try:
         result = subprocess.run(
             args,
@@ -124,9 +126,13 @@ def capture(
             cwd=cwd,
             check=False,
         )
+        code = result.returncode
     except OSError as exc:
         msg = f"{what}: cannot run {args[0]}: {exc.strerror or exc}"
         raise error(msg) from exc
+    finally:
+        if not quiet:
+            reporter().finished(args, code, time.monotonic() - started)
     if check and result.returncode != 0:
         why = result.stderr.decode(errors="replace").strip().splitlines()
         msg = f"{what} failed (exit {result.returncode}): {why[-1] if why else 'no output'}"

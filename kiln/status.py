@@ -14,6 +14,7 @@ The same rows render as a terminal table, as JSON, and as ``PACKAGES.md``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -129,14 +130,14 @@ def recipe_files(paths: Sequence[Path]) -> list[Path]:
 
 
 def description(recipe_path: Path) -> str:
-    """The recipe's first comment line: what its author says the package is."""
+    """The recipe's opening comment: what its author says the package is (and any caveat)."""
+    words = []
     for line in recipe_path.read_text(encoding="utf-8").splitlines():
         stripped = line.strip()
-        if stripped.startswith("#"):
-            return stripped.lstrip("#").strip()
-        if stripped:
-            return ""
-    return ""
+        if not stripped.startswith("#"):
+            break
+        words.append(stripped.lstrip("#").strip())
+    return " ".join(w for w in words if w)
 
 
 def _minor(version: str) -> str:
@@ -207,10 +208,38 @@ def _record_cell(recipe: Recipe, python: str, target: str, record: BuildRecord,
     )
 
 
+_ERROR_LINE = re.compile(r"(^|[\s:])(error|fatal error|Error)(\[\w+\])?:\s+\S")
+_ERRNO = re.compile(r"\[Errno \d+\]")
+_TAIL_BYTES = 64 * 1024
+
+
+def first_error(log: Path) -> str:
+    """The first line that says ``error:`` in the last part of a build log, or ""; the
+    message kiln raises holds the tool's last line, which is seldom the one that matters."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(max(0, log.stat().st_size - _TAIL_BYTES))
+            tail = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return ""
+    # Only the last command's output: earlier commands (installs) succeeded.
+    starts = [i for i, line in enumerate(tail) if line.startswith("+ ")]
+    last = tail[starts[-1] + 1 if starts else 0:]
+    for line in last:
+        if _ERROR_LINE.search(line) and not line.startswith("Error: command ["):
+            return line.strip()[:300]
+    # No "error:" line: a failed system call that a tool only warned about may be the cause.
+    return next((line.strip()[:300] for line in last if _ERRNO.search(line)), "")
+
+
 def _failure_cell(recipe: Recipe, python: str, target: str, outcome: Outcome,
-                  earlier: BuildRecord | None) -> Cell:
+                  earlier: BuildRecord | None, wheelhouse: Path) -> Cell:
     failure = outcome.failure
     why = failure.message if failure else "failed"
+    if failure and failure.log:
+        found = first_error(wheelhouse / failure.log)
+        if found and found not in why:
+            why += f"; the log says: {found}"
     if failure and failure.hint:
         why += f" (hint: {failure.hint})"
     not_repro = failure is not None and failure.kind == "NotReproducibleError"
@@ -255,7 +284,7 @@ def cell_for(recipe: Recipe, python: str, target: str, *, records: list[BuildRec
     failed_last = outcome is not None and not outcome.ok and (
         record is None or outcome.finished >= record.finished)
     if failed_last:
-        cell = _failure_cell(recipe, python, target, outcome, record)
+        cell = _failure_cell(recipe, python, target, outcome, record, wheelhouse)
     elif record is not None:
         cell = _record_cell(recipe, python, target, record, wheelhouse)
         if outcome is not None and outcome.ok and outcome.wheel == record.wheel.filename \

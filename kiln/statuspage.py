@@ -32,7 +32,7 @@ def reproducible_text(cell: Cell) -> str:
 
 
 def result_text(cell: Cell) -> str:
-    text = cell.result
+    text = "built (from cache)" if cell.result == "cached" else cell.result
     if cell.audit == "conflict":
         text += " (audit: builders disagree)"
     elif cell.audit == "recorded" and cell.result != "recorded":
@@ -64,7 +64,7 @@ def summary_line(status: Status) -> str:
     ok = [c for c in tried if c.ok]
     repro = [c for c in ok if c.reproducible]
     tested = [c for c in ok if c.tests.startswith("passed")]
-    return (f"{len(status.recipes)} recipes, {len(status.cells)} builds (recipe × Python × "
+    return (f"{len(status.recipes)} recipe(s), {len(status.cells)} builds (recipe × Python × "
             f"target): {len(ok)} built, {len(tried) - len(ok)} failed, "
             f"{len(status.cells) - len(tried)} not built yet; {len(repro)} of the built "
             f"checked reproducible, {len(tested)} passed their tests.")

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import Version
+from packaging.version import InvalidVersion, Version
 
 from kiln import toml
-from kiln.errors import RecipeError
+from kiln.errors import RecipeError, UsageError
 from kiln.files import write_atomic
 from kiln.installer import IndexOptions
 from kiln.lock import Lock, read_lock, resolve_lock
@@ -67,6 +67,12 @@ class Applied:
 def plan_update(recipe: Recipe, *, to: str | None = None, index_url: str | None = None,
                 page: ProjectPage | None = None) -> Update:
     """Where ``recipe`` would move: to ``to``, or to the newest release if that is newer."""
+    if to is not None:
+        try:
+            Version(to)
+        except InvalidVersion as exc:
+            raise UsageError(f"--to {to!r} is not a version",
+                             hint="for example --to 1.2.3, as the index lists it") from exc
     page = page or project_page(recipe.name, index_url)
     latest = page.latest()
     if to is not None:
@@ -81,6 +87,9 @@ def plan_update(recipe: Recipe, *, to: str | None = None, index_url: str | None 
                       old_sha256=recipe.source_sha256, new_sha256=recipe.source_sha256,
                       latest=latest)
     sdist = page.sdist(target)
+    if sdist.yanked:
+        raise RecipeError(f"{recipe.path}: {sdist.filename} is yanked on the index",
+                          hint="pick another version with --to")
     if not sdist.sha256:
         raise RecipeError(f"{recipe.path}: the index gives no sha256 for {sdist.filename}",
                           hint="update the recipe by hand with a hash you trust")

@@ -26,7 +26,8 @@ err = Console(stderr=True, soft_wrap=True, highlight=False,
 
 # Compiler and linker command lines are long and alike; their file is what tells progress.
 _SOURCE = re.compile(r"\.(c|cc|cpp|cxx|c\+\+|m|mm|f|f90|s|S|pyx)\Z")
-_LABEL = re.compile(r"\[[^\]]+\] ")
+_LABEL = re.compile(r"\[[A-Za-z][^\]]*\] ")  # PrefixedReporter's "[rebuild] ", not ninja's "[2/9] "
+_NINJA = re.compile(r"\[(\d+/\d+)\]\s+(.*)\Z")
 
 
 def summarise(line: str) -> tuple[str, str]:
@@ -39,6 +40,14 @@ def summarise(line: str) -> tuple[str, str]:
                    and _SOURCE.search(w.strip("'\""))]
         if sources:
             return "compile", sources[-1]
+    ninja = _NINJA.match(text)  # ninja (meson, CMake): "[181/476] Compiling C object x.c.o"
+    if ninja:
+        done, rest = ninja.group(1), ninja.group(2).split()
+        if rest and rest[0] in ("Compiling", "Building"):
+            return "compile", f"{rest[-1]} [{done}]"
+        return "", text
+    if len(words) >= 4 and words[0] == "Compiling" and words[2] == "object":  # meson
+        return "compile", words[3]
     if words and words[0] == "Compiling" and len(words) >= 2:  # cargo
         return "compile", " ".join(words[1:3])
     if "-shared" in words and "-o" in words:

@@ -69,3 +69,21 @@ def test_status_table_and_packages_md_after_a_build(run_kiln, cext_recipe, tmp_p
     assert "Nothing failed." in text
     # no git repository here: the audit branch is simply not there
     assert "note:" in shown.stderr and "audit" in shown.stderr
+
+
+def test_status_reads_the_audit_branch(run_kiln, cext_recipe, tmp_path):
+    identity = {"GIT_AUTHOR_NAME": "kiln test", "GIT_AUTHOR_EMAIL": "test@kiln.invalid",
+                "GIT_COMMITTER_NAME": "kiln test", "GIT_COMMITTER_EMAIL": "test@kiln.invalid"}
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    run_kiln("build", "--audit", cext_recipe, "-o", tmp_path / "wh", check=True, env=identity)
+    shown = run_kiln("status", cext_recipe.parent, "--wheelhouse", tmp_path / "wh", "--json",
+                     check=True)
+    (cell,) = json.loads(shown.stdout)["cells"]
+    assert (cell["result"], cell["audit"]) == ("built", "recorded")
+    # another machine: no wheelhouse, only the branch (as after a clone)
+    shutil.rmtree(tmp_path / "wh")
+    shown = run_kiln("status", cext_recipe.parent, "--wheelhouse", tmp_path / "wh", "--json",
+                     check=True)
+    (cell,) = json.loads(shown.stdout)["cells"]
+    assert cell["result"] == "recorded" and cell["wheel"].startswith("cext_demo-1.0-cp311")
+    assert json.loads(shown.stdout)["audit"] == "the audit branch (refs/heads/audit)"

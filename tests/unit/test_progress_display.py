@@ -39,6 +39,13 @@ def reporter() -> TerminalReporter:
     ("gcc -pthread -shared build/a.o build/b.o -L/usr/lib -o build/lib/grpc/_cython/"
      "cygrpc.cpython-311-x86_64-linux-gnu.so", ("link", "cygrpc.cpython-311-x86_64-linux-gnu.so")),
     ("   Compiling pyo3-ffi v0.25.1", ("compile", "pyo3-ffi v0.25.1")),
+    ("[181/476] Compiling C object numpy/_core/libloops.a.p/loops.c.o",
+     ("compile", "numpy/_core/libloops.a.p/loops.c.o [181/476]")),
+    ("[2/3] Building C object CMakeFiles/_zmq.dir/_src/_zmq.c.o",
+     ("compile", "CMakeFiles/_zmq.dir/_src/_zmq.c.o [2/3]")),
+    ("[300/476] Generating numpy/_core/__umath_generated", ("", "[300/476] Generating "
+                                                           "numpy/_core/__umath_generated")),
+    ("Compiling C object numpy/_core/x.c.o", ("compile", "numpy/_core/x.c.o")),
     ("python -c 'import x'", ("", "python -c 'import x'")),
     ("In file included from ./src/core/lib/promise/activity.h:30,",
      ("", "In file included from ./src/core/lib/promise/activity.h:30,")),

@@ -190,7 +190,8 @@ def test_packages_md_lists_recipes_builds_and_failures(tmp_path):
     assert "a tiny C extension \\| for tests" in page  # the recipe's own comment, escaped
     assert "- **cext-demo 1.0** (Python 3.12, linux-x86_64): compiler said a\\|b and more" in page
     assert "- other 1.0: 3.12 linux-x86_64" in page  # not built yet
-    assert "3 builds (recipe × Python × target): 1 built, 1 failed, 1 not built yet" in page
+    assert ("2 recipe(s), 3 builds (recipe × Python × target): 1 built, 1 failed, "
+            "1 not built yet") in page
 
 
 def test_recipe_folders_and_missing_paths(tmp_path):
@@ -199,3 +200,34 @@ def test_recipe_folders_and_missing_paths(tmp_path):
     assert [p.name for p in recipe_files([tmp_path / "r"])] == ["a.toml", "b.toml"]
     with pytest.raises(Exception, match="no such recipe"):
         recipe_files([tmp_path / "nope"])
+
+
+def test_the_log_says_what_actually_went_wrong(tmp_path):
+    recipe = write_recipe(tmp_path / "recipes")
+    logs = tmp_path / "wh" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "a.log").write_text(
+        "+ uv pip install -r build-requirements.txt\n"
+        "error: an earlier, successful step is not the cause\n"
+        "+ bwrap … build_wheel\n"
+        "Running `maturin pep517 build-wheel`\n"
+        "error: no matching package named `base64` found\n"
+        "  Caused by: `cargo metadata` exited with an error: \n"
+        "Error: command ['maturin', 'pep517'] returned non-zero exit status 1\n")
+    put_outcome(tmp_path / "wh", recipe, error=BuildError(
+        "build_wheel failed (exit 1): Error: command ['maturin', 'pep517'] returned non-zero "
+        "exit status 1", log=logs / "a.log"))
+    cell = collect_status([recipe], wheelhouse=tmp_path / "wh").cells[0]
+    assert cell.why.endswith("; the log says: error: no matching package named `base64` found")
+
+
+def test_a_failed_system_call_is_named_when_no_line_says_error(tmp_path):
+    recipe = write_recipe(tmp_path / "recipes")
+    log = tmp_path / "wh" / "logs" / "b.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("+ bwrap … build_wheel\n"
+                   "WARNING - Could not run CMake at /usr/bin/cmake: [Errno 22] Invalid argument\n"
+                   "scikit_build_core.errors.CMakeNotFoundError: Could not find CMake\n")
+    put_outcome(tmp_path / "wh", recipe, error=BuildError("CMakeNotFoundError", log=log))
+    cell = collect_status([recipe], wheelhouse=tmp_path / "wh").cells[0]
+    assert cell.why.endswith("[Errno 22] Invalid argument")

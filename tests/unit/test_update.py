@@ -135,6 +135,13 @@ def test_plan_to_a_named_version_and_to_one_that_does_not_exist():
     assert plan_update(recipe(), to="2.1rc1", page=INDEX).new_sha256 == "3" * 64
     with pytest.raises(UsageError, match=r"no release 7\.0"):
         plan_update(recipe(), to="7.0", page=INDEX)
+    with pytest.raises(UsageError, match="not a version"):
+        plan_update(recipe(), to="latest!", page=INDEX)
+    yanked = page([("demo-1.0.tar.gz", OLD_URL, OLD_SHA, None)], ["1.0", "2.0"])
+    yanked = ProjectPage(name="demo", versions=("1.0", "2.0"), files=(
+        *yanked.files, IndexFile("demo-2.0.tar.gz", NEW_URL, NEW_SHA, 1, None, True, None)))
+    with pytest.raises(RecipeError, match="yanked"):
+        plan_update(recipe(), to="2.0", page=yanked)
 
 
 def test_plan_names_the_pythons_a_release_dropped():
@@ -160,3 +167,76 @@ def test_lock_changes_read_like_a_changelog():
     assert lock_changes(before, after) == ("- cython 3.0", "setuptools 75.0 → 80.9",
                                            "+ wheel 0.45")
     assert lock_changes(None, after) == ("+ setuptools 80.9", "+ wheel 0.45")
+
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from kiln.cli import app
+
+    return CliRunner().invoke(app, ["recipe", "update", *args])
+
+
+@pytest.fixture
+def offline_index(monkeypatch):
+    import kiln.update
+
+    monkeypatch.setattr(kiln.update, "project_page", lambda name, index_url=None: INDEX)
+
+
+def test_cli_check_reports_behind_and_changes_nothing(tmp_path, offline_index):
+    import json
+
+    path = tmp_path / "demo.toml"
+    path.write_text(RECIPE)
+    result = _cli("--check", "--json", str(path))
+    assert result.exit_code == 1
+    assert "behind the index" in str(result.exception)
+    (row,) = json.loads(result.stdout)
+    assert (row["status"], row["version"]) == ("behind", {"old": "1.0", "new": "2.0"})
+    assert path.read_text() == RECIPE
+
+
+def test_cli_update_rewrites_the_recipe_and_relocks(tmp_path, offline_index, monkeypatch):
+    import json
+
+    import kiln.update
+
+    path = tmp_path / "demo.toml"
+    path.write_text(RECIPE)
+    locked: list[str] = []
+
+    def fake_lock(recipe, **kwargs):
+        locked.append(recipe.source_sha256)
+        return Lock(path=recipe.lock_path, sha256="", sdist_sha256=recipe.source_sha256,
+                    pythons=recipe.pythons, declared=(), pins=(Pin("setuptools", "80", ("h",)),),
+                    resolver="")
+
+    monkeypatch.setattr(kiln.update, "resolve_lock", fake_lock)
+    result = _cli("--json", str(path))
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["status"] == "updated" and row["lock"]["changes"] == ["+ setuptools 80"]
+    assert row["stale_comment_lines"] == [1]
+    assert locked == [NEW_SHA]  # locked for the new sdist
+    text = path.read_text()
+    assert 'version = "2.0"          # pinned: 1.1 broke the tests' in text
+    assert _cli("--check", str(path)).exit_code == 0  # now current
+
+
+def test_cli_to_takes_one_recipe(tmp_path):
+    result = _cli("--to", "2.0", str(tmp_path / "a.toml"), str(tmp_path / "b.toml"))
+    assert result.exit_code != 0 and "one recipe" in str(result.exception)
+
+
+def test_cli_refuses_a_release_that_drops_a_python(tmp_path, monkeypatch):
+    import kiln.update
+
+    index = page([("demo-1.0.tar.gz", OLD_URL, OLD_SHA, None),
+                  ("demo-2.0.tar.gz", NEW_URL, NEW_SHA, ">=3.12")], ["1.0", "2.0"])
+    monkeypatch.setattr(kiln.update, "project_page", lambda name, index_url=None: index)
+    path = tmp_path / "demo.toml"
+    path.write_text(RECIPE)
+    result = _cli(str(path))
+    assert result.exit_code != 0 and "requires Python >=3.12" in str(result.exception)
+    assert path.read_text() == RECIPE
