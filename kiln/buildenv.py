@@ -183,8 +183,6 @@ def build_variables(
     )
     remaps = " ".join(f"--remap-path-prefix={seen_}={canon}" for seen_, canon in maps)
     env["RUSTFLAGS"] = f"{env['RUSTFLAGS']} {remaps}".strip() if "RUSTFLAGS" in env else remaps
-    if s.faketime:
-        env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
     if s.reverse_env:
         env = dict(reversed(list(env.items())))
     return env

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextvars import copy_context
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,6 +28,7 @@ from kiln.installer import IndexOptions
 from kiln.interpreters import find_interpreter
 from kiln.lock import Lock, check_lock, read_lock, resolve_lock
 from kiln.outcomes import record_outcomes
+from kiln.proc import CancelScope, run_in_scope
 from kiln.progress import PrefixedReporter, reporter, reporting
 from kiln.recipe import Recipe, load_recipe
 from kiln.record import BuildRecord, FileRef, ReproRef, record_path, write_record
@@ -271,9 +272,20 @@ def _both_builds(job: BuildJob, backend: Backend, toolchain: Toolchain, work: Pa
 
     if (os.cpu_count() or 1) < 2:
         return first(), second()
+    scopes = {"build": CancelScope(), "rebuild": CancelScope()}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        a = pool.submit(copy_context().run, first)
-        b = pool.submit(copy_context().run, second)
+        a = pool.submit(copy_context().run, run_in_scope, scopes["build"], first)
+        b = pool.submit(copy_context().run, run_in_scope, scopes["rebuild"], second)
+        done, _ = wait([a, b], return_when=FIRST_EXCEPTION)
+        failed = next((f for f in (a, b) if f in done and f.exception() is not None), None)
+        if failed is not None:
+            # No point finishing the twin of a failed build: stop it, report the failure.
+            other = "rebuild" if failed is a else "build"
+            scopes[other].cancel(f"the {'build' if failed is a else 'rebuild'} beside it failed")
+            wait([a, b])
+            exc = failed.exception()
+            assert exc is not None
+            raise exc
         return a.result(), b.result()
 
 

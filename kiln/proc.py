@@ -2,19 +2,80 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import shlex
+import signal
 import subprocess
+import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from kiln.errors import KilnError
 from kiln.progress import reporter
 
+T = TypeVar("T")
+
 _TAIL_LINES = 30
+
+
+class CancelScope:
+    """The programs one piece of work started, so all of them can be stopped at once.
+
+    The two builds of a reproducibility check each run in a scope: when one fails, the
+    other is stopped instead of being waited for (a grpcio build takes an hour).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[str]] = set()
+        self.reason = ""
+
+    @property
+    def cancelled(self) -> bool:
+        return bool(self.reason)
+
+    def cancel(self, reason: str) -> None:
+        with self._lock:
+            self.reason = reason
+            running = list(self._running)
+        for proc in running:
+            _kill_group(proc)
+
+    def _add(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._running.add(proc)
+            cancelled = self.cancelled
+        if cancelled:
+            _kill_group(proc)
+
+    def _discard(self, proc: subprocess.Popen[str]) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+
+_scope: contextvars.ContextVar[CancelScope | None] = contextvars.ContextVar(
+    "kiln_cancel_scope", default=None)
+
+
+def run_in_scope(scope: CancelScope, fn: Callable[[], T]) -> T:
+    """Call ``fn`` with every program it runs belonging to ``scope``."""
+    token = _scope.set(scope)
+    try:
+        return fn()
+    finally:
+        _scope.reset(token)
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    # Each program runs in its own session: its whole group (compilers, make …) goes.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -46,6 +107,9 @@ def run(
     ``what`` names the step for the error message ("building markupsafe 2.1.5 for cp311").
     """
     args = tuple(str(a) for a in argv)
+    scope = _scope.get()
+    if scope is not None and scope.cancelled:
+        raise error(f"{what}: not started: {scope.reason}", hint=hint, log=log)
     reporter().command(args)
     started = time.monotonic()
     returncode = -1
@@ -66,11 +130,25 @@ def run(
                 text=True,
                 errors="replace",
                 umask=umask,
+                start_new_session=True,
             )
         except OSError as exc:
             msg = f"{what}: cannot run {args[0]}: {exc.strerror or exc}"
             raise error(msg, hint=hint) from exc
         assert proc.stdout is not None
+        if scope is not None:
+            scope._add(proc)
+        # The timeout holds even for a program that hangs without a word of output.
+        timed_out = threading.Event()
+        watchdog = None
+        if timeout is not None:
+            def expire() -> None:
+                timed_out.set()
+                _kill_group(proc)
+
+            watchdog = threading.Timer(timeout, expire)
+            watchdog.daemon = True
+            watchdog.start()
         try:
             for line in proc.stdout:
                 if log_file:
@@ -78,16 +156,20 @@ def run(
                 stripped = line.rstrip("\n")
                 tail.append(stripped)
                 reporter().output(stripped)
-            returncode = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            proc.kill()
-            proc.wait()
-            msg = f"{what}: timed out after {timeout:.0f} s"
-            raise error(msg, hint=hint, log=log) from exc
+            returncode = proc.wait()
         except BaseException:
-            proc.kill()
+            _kill_group(proc)
             proc.wait()
             raise
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
+            if scope is not None:
+                scope._discard(proc)
+        if timed_out.is_set():
+            raise error(f"{what}: timed out after {timeout:.0f} s", hint=hint, log=log)
+        if scope is not None and scope.cancelled:
+            raise error(f"{what}: stopped: {scope.reason}", hint=hint, log=log)
     finally:
         if log_file:
             log_file.close()

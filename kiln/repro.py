@@ -48,21 +48,24 @@ SUGGESTIONS: dict[str, str] = {
                  "(kiln sets it from the sdist), e.g. via [build] environment, or patch upstream",
     "hash-order": "output follows set or dict iteration order: sort it upstream; kiln pins "
                   "PYTHONHASHSEED=0, so [repro] skip-variations = [\"hash_seed\"] accepts it",
-    "temp-name": "a random temporary name reaches the output: the package must not embed "
-                 "tempfile names (often a code generator run from a temporary folder)",
+    "temp-name": "a temporary folder's random name reaches the output (a build backend that "
+                 "compiles in a copy under /tmp, or a code generator): fix it upstream; if it "
+                 "only reaches debug info, [build] environment = { CPPFLAGS = \"-g0\" } drops "
+                 "that (CPPFLAGS, since CFLAGS would replace Python's own flags)",
     "other": "inspect the unified diff or run with --diffoscope; if the package cannot be "
              "fixed, set [repro] expected = false with a reason",
     "consequence": "fix the other differences and this one goes away",
 }
 
-_TMP_NAME = re.compile(r"(?:/tmp/|\btmp)[A-Za-z0-9_]{6,}|pip-[a-z0-9_-]*-[a-z0-9_]{8}|"
+# Builds run at /kiln; anything under /tmp is a temporary folder with a made-up name.
+_TMP_NAME = re.compile(r"/tmp/[^\s\"']+|\btmp[A-Za-z0-9_]{6,}|pip-[a-z0-9_-]*-[a-z0-9_]{8}|"
                        r"/var/folders/[^\s\"']+")
 _TIMESTAMP = re.compile(
     r"\b(?:19|20)\d\d-[01]\d-[0-3]\d|\b[0-2]\d:[0-5]\d:[0-5]\d\b|"
     r"\b(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ 0-3]\d (?:19|20)\d\d\b|"
     r"\b1[5-9]\d{8}(?:\.\d+)?\b"
 )
-_GENERIC_BUILD_PATH = re.compile(r"/kiln(?:-rebuild)?/|/build-[a-z0-9_]{8}/|/tmp/[^\s\"']+")
+_GENERIC_BUILD_PATH = re.compile(r"/kiln(?:-rebuild)?/|/build-[a-z0-9_]{8}/")
 
 
 class Model(BaseModel):

@@ -1,0 +1,46 @@
+"""The subprocess helper: timeouts hold for silent programs; a cancelled scope stops its programs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from kiln import proc
+from kiln.errors import BuildError
+
+
+def test_timeout_holds_for_a_program_that_prints_nothing(tmp_path):
+    started = time.monotonic()
+    with pytest.raises(BuildError) as info:
+        proc.run(["sh", "-c", "sleep 30"], what="sleeping", error=BuildError, timeout=1,
+                 log=tmp_path / "log")
+    assert "timed out after 1 s" in info.value.message
+    assert time.monotonic() - started < 10
+
+
+def test_cancelling_a_scope_stops_its_program_and_its_children(tmp_path):
+    scope = proc.CancelScope()
+    marker = tmp_path / "child-survived"
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            proc.run(["sh", "-c", f"(sleep 3; touch {marker}) & sleep 30"], what="waiting",
+                     error=BuildError)
+        except BuildError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=proc.run_in_scope, args=(scope, work))
+    started = time.monotonic()
+    thread.start()
+    time.sleep(0.5)
+    scope.cancel("the build beside it failed")
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - started < 10
+    assert errors and "stopped: the build beside it failed" in errors[0].message
+    time.sleep(3.5)
+    assert not marker.exists(), "the whole process group must go"
+    with pytest.raises(BuildError, match="not started"):
+        proc.run_in_scope(scope, lambda: proc.run(["true"], what="after", error=BuildError))
