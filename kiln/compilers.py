@@ -4,6 +4,12 @@ Setting CFLAGS would do it for some build systems and break others: setuptools r
 the interpreter's own flags (-O3, -fwrapv, -DNDEBUG …) with CFLAGS when it is set, and
 CMake ignores CPPFLAGS. A wrapper named in CC and CXX reaches every build system and
 leaves their flags alone.
+
+A link of a shared object also names the C library, whether or not anything in it calls
+the C library: Debian's and Ubuntu's compilers link with ``--as-needed``, so a small
+extension that only calls Python's API would record no libc at all, and auditwheel,
+which learns the wheel's libc from what its extensions link, refuses it ("couldn't
+detect libc for python extension"). manylinux's compilers never drop it.
 """
 
 from __future__ import annotations
@@ -20,9 +26,16 @@ def write_wrapper(target: Path, command: str, flags: list[str]) -> None:
     ``command`` comes from the interpreter's build configuration or the toolchain (never
     from a recipe); every word is quoted, so nothing in it is expanded.
     """
-    words = [*shlex.split(command), *flags]
-    target.write_text("#!/bin/sh\n# written by kiln: adds its prefix maps to every compile\n"
-                      f'exec {shlex.join(words)} "$@"\n')
+    run = shlex.join([*shlex.split(command), *flags])
+    target.write_text("#!/bin/sh\n"
+                      "# written by kiln: adds its prefix maps to every compile, and the C\n"
+                      "# library to every shared object it links (see kiln/compilers.py)\n"
+                      'for arg do\n'
+                      '  if [ "$arg" = -shared ]; then\n'
+                      f'    exec {run} "$@" -Wl,--no-as-needed -lc\n'
+                      '  fi\n'
+                      'done\n'
+                      f'exec {run} "$@"\n')
     target.chmod(0o755)
 
 

@@ -52,6 +52,8 @@ class Outcome(Model):
     ok: bool
     cached: bool = False
     wheel: str | None = None
+    covered_by: str | None = None  # the Python whose abi3 or pure wheel serves this one
+    tests: str | None = None  # for such a wheel: its tests with this Python (passed …)
     seconds: float = 0.0
     finished: datetime
     failure: FailureRef | None = None
@@ -86,10 +88,20 @@ def outcome_of(result: JobResult, wheelhouse: Path, *, now: datetime | None = No
     return Outcome(
         recipe=result.recipe.stem, name=name, version=version,
         python=result.python or ALL, target=result.target or ALL,
-        ok=result.ok, cached=result.cached,
+        ok=result.ok, cached=result.cached, covered_by=result.covered_by or None,
+        tests=_tests(result) if result.covered_by else None,
         wheel=result.wheel.name if result.wheel else None,
         seconds=result.seconds, finished=now or datetime.now(timezone.utc), failure=failure,
     )
+
+
+def _tests(result: JobResult) -> str:
+    test = result.covered_test
+    if test is None:
+        return "failed" if result.error is not None else "not run"
+    if not test.ran:
+        return f"not run ({test.why_not})" if test.why_not else "not run"
+    return "passed (emulated)" if test.emulated else "passed"
 
 
 def _recipe_identity(path: Path) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kiln.backends import Backend, BuildJob, Toolchain, get_backend
-from kiln.build import BuildOutcome, build_id, run_build
+from kiln.build import BuildOutcome, build_id, run_build, test_wheel
 from kiln.buildenv import CANONICAL, varied
 from kiln.cache import BuildCache
 from kiln.errors import KilnError, NothingToDoError, NotReproducibleError
@@ -34,6 +34,8 @@ from kiln.recipe import Recipe, load_recipe
 from kiln.record import BuildRecord, FileRef, ReproRef, record_path, write_record
 from kiln.sysdeps import ensure_system_packages
 from kiln.targets import TARGETS, Target, host_target
+from kiln.wheelfile import parse_name
+from kiln.wheeltest import TestOutcome
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class JobResult:
     error: KilnError | None = None
     seconds: float = 0.0
     log: Path | None = None
+    covered_by: str = ""  # the Python whose wheel (abi3 or pure) serves this one too
+    covered_test: TestOutcome | None = None  # the tests run on that wheel with this Python
 
 
 # Steps that run on each finished wheel (signing, the audit branch); they add to the
@@ -157,7 +161,8 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
         epoch = source_date_epoch(source, recipe)
     except KilnError as exc:
         return [*out, JobResult(recipe=path, label=str(path), error=exc)]
-    for python in pythons:
+    # Oldest Python first: an abi3 wheel built with it serves the newer ones.
+    for python in sorted(pythons, key=_version_key):
         for target in targets:
             result = JobResult(recipe=path, label=f"{recipe.label} (cp{python.replace('.', '')}, "
                                f"{target.name})", python=python, target=target.name)
@@ -168,9 +173,13 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
                                lock=lock, source_date_epoch=epoch, index=options.index,
                                surroundings=CANONICAL, cache=options.cache,
                                extra_env=options.extra_env, system_packages=system)
-                _build_job(job, backend, options, result)
-                for step in after:
-                    step(result)
+                covering = _covering(out, python, target)
+                if covering is not None:
+                    _test_covered(job, covering, options, result)
+                else:
+                    _build_job(job, backend, options, result)
+                    for step in after:
+                        step(result)
                 result.ok = True
             except KilnError as exc:
                 result.error = exc
@@ -180,6 +189,60 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
             if options.fail_fast and not result.ok:
                 return out
     return out
+
+
+def _version_key(python: str) -> tuple[int, ...]:
+    return tuple(int(part) if part.isdigit() else 0 for part in python.split("."))
+
+
+def _covering(done: list[JobResult], python: str, target: Target) -> JobResult | None:
+    """An earlier wheel of this recipe that installs on ``python`` and ``target`` as it is.
+
+    An abi3 wheel (``cp38-abi3-…``) serves every later CPython on its platform, and a
+    pure wheel (``py3-none-any``) every Python and platform: building it again would
+    give a wheel of the same name, at best the same bytes, at worst a clash.
+    """
+    wanted = _version_key(python)
+    for earlier in done:
+        if not earlier.ok or earlier.wheel is None or earlier.covered_by:
+            continue
+        for tag in parse_name(earlier.wheel.name).tags:
+            interpreter = tag.interpreter
+            digits = interpreter[2:]
+            if not digits.isdigit():
+                continue
+            floor = (int(digits[0]), int(digits[1:] or 0))
+            if wanted[:1] != floor[:1] or wanted[:2] < floor:
+                continue
+            if tag.abi == "abi3" and interpreter.startswith("cp") and \
+                    earlier.target == target.name:
+                return earlier
+            if tag.abi == "none" and tag.platform == "any" and interpreter.startswith("py"):
+                return earlier
+    return None
+
+
+def _test_covered(job: BuildJob, covering: JobResult, options: BuildOptions,
+                  result: JobResult) -> None:
+    """Run the recipe's tests with this Python on the wheel that already serves it."""
+    assert covering.wheel is not None and covering.record is not None
+    wheel = covering.wheel
+    reporter().note(f"{job.label}: {wheel.name}, built with Python {covering.python}, "
+                    f"installs on Python {job.interpreter.minor} too; not building it again")
+    result.wheel, result.record, result.covered_by = wheel, covering.record, covering.python
+    if not (options.run_tests and job.recipe.test.commands):
+        return
+    log_name = (f"{job.recipe.project}-{job.recipe.version}-{job.interpreter.tag}-"
+                f"{job.target.name}.log")
+    with tempfile.TemporaryDirectory(prefix="kiln-staging-", dir=_mkdir(options.cache)) as tmp:
+        log = Path(tmp) / log_name
+        reporter().stage("test", f"{wheel.name} on Python {job.interpreter.minor}")
+        try:
+            result.covered_test = test_wheel(job, wheel, work=options.cache / "work", log=log)
+        finally:
+            if log.exists():
+                result.log = options.output / "logs" / log_name
+                copy_atomic(log, result.log)
 
 
 def _build_job(job: BuildJob, backend: Backend, options: BuildOptions, result: JobResult) -> None:

@@ -57,7 +57,7 @@ class Cell:
     version: str
     python: str
     target: str
-    result: str  # built | cached | failed | not reproducible | recorded | not built
+    result: str  # built | cached | reused | failed | not reproducible | recorded | not built
     wheel: str | None = None
     tag: str = ""
     reproducible: bool | None = None  # None: not checked
@@ -73,7 +73,7 @@ class Cell:
 
     @property
     def ok(self) -> bool:
-        return self.result in ("built", "cached", "recorded")
+        return self.result in ("built", "cached", "reused", "recorded")
 
 
 @dataclass(frozen=True)
@@ -283,8 +283,20 @@ def cell_for(recipe: Recipe, python: str, target: str, *, records: list[BuildRec
              and f.target == target]
     failed_last = outcome is not None and not outcome.ok and (
         record is None or outcome.finished >= record.finished)
+    reused = None
+    if outcome is not None and outcome.ok and outcome.covered_by and (
+            record is None or outcome.finished >= record.finished):
+        # an abi3 or pure wheel built with another Python, tested with this one
+        reused = _newest((r for r in records if r.wheel.filename == outcome.wheel
+                          and _minor(r.python.version) == outcome.covered_by),
+                         lambda r: r.finished)
     if failed_last:
         cell = _failure_cell(recipe, python, target, outcome, record, wheelhouse)
+    elif reused is not None and outcome is not None:
+        cell = _replace(_record_cell(recipe, python, target, reused, wheelhouse),
+                        result="reused", tests=outcome.tests or "not run",
+                        seconds=outcome.seconds, finished=outcome.finished,
+                        why=f"the wheel built with Python {outcome.covered_by} installs here")
     elif record is not None:
         cell = _record_cell(recipe, python, target, record, wheelhouse)
         if outcome is not None and outcome.ok and outcome.wheel == record.wheel.filename \

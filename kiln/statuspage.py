@@ -33,6 +33,8 @@ def reproducible_text(cell: Cell) -> str:
 
 def result_text(cell: Cell) -> str:
     text = "built (from cache)" if cell.result == "cached" else cell.result
+    if cell.result == "reused" and cell.why:
+        text += f" ({cell.why})"
     if cell.audit == "conflict":
         text += " (audit: builders disagree)"
     elif cell.audit == "recorded" and cell.result != "recorded":

@@ -70,8 +70,7 @@ def _check_choices(targets: list[str] | None, backend: str | None) -> None:
 
 
 def result_json(result: Any) -> dict[str, Any]:
-    status = ("skipped" if result.skipped else "cached" if result.cached and result.ok
-              else "built" if result.ok else "failed")
+    status = _status(result).split(" ")[0]
     data: dict[str, Any] = {
         "recipe": str(result.recipe), "label": result.label, "python": result.python,
         "target": result.target, "status": status, "seconds": result.seconds,
@@ -81,6 +80,12 @@ def result_json(result: Any) -> dict[str, Any]:
     }
     if result.skipped:
         data["skipped"] = result.skipped
+    if result.covered_by:
+        data["covered_by"] = result.covered_by
+        test = result.covered_test
+        data["test"] = None if test is None else {
+            "ran": test.ran, "passed": test.passed, "commands": list(test.commands),
+            "seconds": test.seconds, "emulated": test.emulated}
     if result.error is not None:
         data["error"] = {"message": result.error.message, "hint": result.error.hint,
                          "exit_code": result.error.exit_code,
@@ -88,19 +93,32 @@ def result_json(result: Any) -> dict[str, Any]:
     return data
 
 
+def _status(r: Any) -> str:
+    if r.skipped:
+        return "skipped"
+    if not r.ok:
+        return "failed"
+    if r.covered_by:
+        return f"reused ({r.covered_by})"
+    return "cached" if r.cached else "built"
+
+
 def print_results(results: list[Any], *, show_repro: bool) -> None:
     rows = []
     for r in results:
         rec = r.record
-        status = ("skipped" if r.skipped else "failed" if not r.ok
-                  else "cached" if r.cached else "built")
+        status = _status(r)
         tag = (rec.repair.policy or rec.wheel.platform_tags[-1]) if rec else r.target
         row = [rec.wheel.filename if rec else r.label, tag,
                rec.wheel.sha256[:12] if rec else "", f"{r.seconds:.1f}", status]
         if rec is not None:
-            tests = ("passed" if rec.test.passed else "—" if not rec.test.ran else "failed")
-            if rec.test.emulated and rec.test.passed:
-                tests = "passed (emulated)"
+            test = r.covered_test if r.covered_by else rec.test
+            if test is None:
+                tests = "—"
+            else:
+                tests = ("passed" if test.passed else "—" if not test.ran else "failed")
+                if test.emulated and test.passed:
+                    tests = "passed (emulated)"
         else:
             tests = ""
         row.append(tests)

@@ -1,4 +1,4 @@
-"""The subprocess helper: timeouts hold for silent programs; a cancelled scope stops its programs."""
+"""The subprocess helper: timeouts hold for silent programs; cancelled scopes stop theirs."""
 
 from __future__ import annotations
 

@@ -24,3 +24,4 @@ def test_odd_characters_stay_literal(tmp_path):
     wrap_compilers(tmp_path, "/b", {"CC": "cc"}, cc="x", cxx="y", flags=["-DX=$(whoami);`id`"])
     line = (tmp_path / "kiln-cc").read_text().splitlines()[-1]
     assert "'-DX=$(whoami);`id`'" in line
+
