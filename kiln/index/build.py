@@ -35,36 +35,50 @@ ATTESTATION_SUFFIX = ".publish.attestation"
 
 @dataclass
 class _Listing:
-    wheels: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> size, mtime_ns
-    records: dict[str, str] = field(default_factory=dict)  # wheel name -> "size:mtime_ns"
-    attestations: dict[str, str] = field(default_factory=dict)  # the same
+    """The wheelhouse as one ``stat`` per file: wheels and their sidecars.
+
+    ``files`` maps each name to ``"size:mtime_ns"``: a string, because it is only ever
+    compared, and strings store and load fast (``IndexState.listing``).
+    """
+
+    files: dict[str, str]
+    wheels: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.wheels = {n for n in self.files if n.endswith(".whl")}
+
+    def size_mtime(self, wheel: str) -> tuple[int, int]:
+        size, mtime = self.files[wheel].split(":")
+        return int(size), int(mtime)
 
     def stat(self, name: str) -> WheelStat:
         """What the state compares: the wheel's and its sidecars' sizes and times."""
-        size, mtime = self.wheels[name]
-        return WheelStat(size, mtime, self.records.get(name, ""),
-                         self.attestations.get(name, ""))
+        size, mtime = self.size_mtime(name)
+        return WheelStat(size, mtime, self.files.get(name + RECORD_SUFFIX, ""),
+                         self.files.get(name + ATTESTATION_SUFFIX, ""))
 
 
 def _list(wheelhouse: Path) -> _Listing:
-    listing = _Listing()
-    records, attestations = len(RECORD_SUFFIX), len(ATTESTATION_SUFFIX)
+    files: dict[str, str] = {}
     with os.scandir(wheelhouse) as entries:
         for entry in entries:
             name = entry.name
-            if name[0] == ".":  # temporary files of writers at work
+            if name[0] == "." or not name.endswith(_SUFFIXES):  # dot: writers at work
                 continue
-            if name.endswith(".whl"):
-                if entry.is_file():
-                    st = entry.stat()
-                    listing.wheels[name] = (st.st_size, st.st_mtime_ns)
-            elif name.endswith(RECORD_SUFFIX):
+            if entry.is_file():
                 st = entry.stat()
-                listing.records[name[:-records]] = f"{st.st_size}:{st.st_mtime_ns}"
-            elif name.endswith(ATTESTATION_SUFFIX):
-                st = entry.stat()
-                listing.attestations[name[:-attestations]] = f"{st.st_size}:{st.st_mtime_ns}"
-    return listing
+                files[name] = f"{st.st_size}:{st.st_mtime_ns}"
+    return _Listing(files)
+
+
+_SUFFIXES = (".whl", RECORD_SUFFIX, ATTESTATION_SUFFIX)
+
+
+def _wheel_of(name: str) -> str:
+    for suffix in (RECORD_SUFFIX, ATTESTATION_SUFFIX):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _upload_time(mtime_ns: int) -> str:
@@ -106,13 +120,20 @@ class _Run:
         started = time.monotonic()
         report, state = self.report, self.state
         listing = _list(self.wheelhouse)
-        # Only what tells a changed file from an unchanged one is loaded for every wheel;
-        # whole rows are read for the projects whose pages are written.
-        known = state.wheel_stats()
+        # The last run's listing says which files changed since: only their wheels are
+        # looked at. Without it (a first run, --full, an interrupted run) every wheel is.
+        before = None if self.full else state.listing()
+        if before is not None:
+            names = {_wheel_of(n) for n, _ in listing.files.items() ^ before.items()}
+            known = state.wheel_stats(names)
+        else:
+            known = state.wheel_stats()
+            names = listing.wheels | known.keys()
         rejected_before = state.rejected()
-        rejected: list[Rejected] = []
+        rejected = [r for name, r in rejected_before.items() if name not in names]
         to_read: list[str] = []
-        for filename, (size, mtime) in listing.wheels.items():
+        for filename in sorted(names & listing.wheels):
+            size, mtime = listing.size_mtime(filename)
             old = known.get(filename)
             if old is not None and not self.full and (old.size, old.mtime_ns) == (size, mtime):
                 now = listing.stat(filename)
@@ -122,15 +143,14 @@ class _Run:
                     self._update(entry)
                     report.changed.append(filename)
                 continue
-            before = rejected_before.get(filename)
-            if before is not None and not self.full and \
-                    (before.size, before.mtime_ns) == (size, mtime):
-                rejected.append(before)
+            was = rejected_before.get(filename)
+            if was is not None and not self.full and (was.size, was.mtime_ns) == (size, mtime):
+                rejected.append(was)
                 continue
             to_read.append(filename)
         with state.transaction():
             rejected += self._read(to_read, listing, known)
-            gone = sorted(known.keys() - listing.wheels.keys() - self.updated.keys()
+            gone = sorted(known.keys() - listing.wheels - self.updated.keys()
                           | {r.filename for r in rejected if r.filename in known})
             for filename in gone:
                 dropped = state.wheel(filename)
@@ -144,6 +164,8 @@ class _Run:
                 state.set_rejected(report.rejected)
             report.wheels = len(listing.wheels) - len(rejected)
             self._write()
+            if before != listing.files:
+                state.set_listing(listing.files)
         report.seconds = time.monotonic() - started
         return report
 
@@ -159,17 +181,17 @@ class _Run:
         report, state = self.report, self.state
         reporter().stage("index", f"reading {len(to_read):,} wheel(s)")
         paths = state.paths()
-        items = [ToRead(self.wheelhouse, name, listing.wheels[name][0],
-                        name in listing.records, self.tree.root,
+        items = [ToRead(self.wheelhouse, name, listing.size_mtime(name)[0],
+                        name + RECORD_SUFFIX in listing.files, self.tree.root,
                         paths.get(plain_path(name)) if paths else None)
                  for name in to_read]
         rejected = []
         for read in read_wheels(items):
             filename, facts = read.filename, read.facts
-            mtime = listing.wheels[filename][1]
+            size, mtime = listing.size_mtime(filename)
             if facts is None:
                 rejected.append(Rejected(filename, read.problem or "unreadable",
-                                         listing.wheels[filename][0], mtime))
+                                         size, mtime))
                 continue
             old = state.wheel(filename) if filename in known else None
             path = read.path  # the reader published the copy (wheels.py, _publish)

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kiln.errors import IndexBuildError
 from kiln.index.model import ProjectUpstream, Rejected, WheelEntry
@@ -44,6 +44,7 @@ CREATE TABLE IF NOT EXISTS slots (slot INTEGER, project TEXT, dir TEXT NOT NULL,
                                   PRIMARY KEY (slot, project));
 CREATE TABLE IF NOT EXISTS paths (path TEXT PRIMARY KEY, sha256 TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS garbage (path TEXT PRIMARY KEY, generation INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS listing (id INTEGER PRIMARY KEY CHECK (id = 1), data TEXT NOT NULL);
 """
 
 
@@ -84,11 +85,35 @@ class IndexState:
     def put(self, key: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
+    # the wheelhouse as the last run saw it
+    def listing(self) -> dict[str, str] | None:
+        """File name -> ``"size:mtime_ns"`` of every wheel and sidecar the last run saw.
+
+        One blob of tab-separated pairs rather than 200,000 rows: it loads in a tenth of
+        the time. A blob that does not split into pairs is treated as absent.
+        """
+        row = self.db.execute("SELECT data FROM listing WHERE id = 1").fetchone()
+        if row is None or not isinstance(row[0], str):
+            return None
+        parts = row[0].split("\t") if row[0] else []
+        if len(parts) % 2:
+            return None
+        return dict(zip(parts[::2], parts[1::2], strict=True))
+
+    def set_listing(self, files: dict[str, str]) -> None:
+        # names are wheelhouse file names: a tab in one would not survive the split
+        data = "\t".join(f"{name}\t{sig}" for name, sig in files.items() if "\t" not in name)
+        self.db.execute("INSERT OR REPLACE INTO listing VALUES (1, ?)", (data,))
+
     # wheels
-    def wheel_stats(self) -> dict[str, WheelStat]:
-        """Per wheel, only what tells whether it or its sidecars changed."""
-        rows = self.db.execute("SELECT filename, size, mtime_ns, record_sig, attestation_sig "
-                               "FROM wheels")
+    def wheel_stats(self, only: Iterable[str] | None = None) -> dict[str, WheelStat]:
+        """Per wheel (all, or ``only`` these), what tells whether it or its sidecars changed."""
+        columns = "filename, size, mtime_ns, record_sig, attestation_sig"
+        if only is None:
+            rows: Iterable[Any] = self.db.execute(f"SELECT {columns} FROM wheels")  # noqa: S608
+        else:
+            rows = (row for name in only for row in self.db.execute(
+                f"SELECT {columns} FROM wheels WHERE filename = ?", (name,)))  # noqa: S608
         return {row[0]: WheelStat._make(row[1:]) for row in rows}
 
     def wheel(self, filename: str) -> WheelEntry:

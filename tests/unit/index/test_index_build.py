@@ -262,6 +262,37 @@ def test_output_that_kiln_did_not_write_is_refused(tmp_path):
         build_index(tmp_path / "missing", tmp_path / "x")
 
 
+@pytest.mark.parametrize("listing", ["kept", "unreadable", "missing"])
+def test_changes_are_found_with_or_without_the_last_listing(tmp_path, listing):
+    """A run compares the wheelhouse with the last run's listing; without a usable one it
+    compares every wheel's size and time with the state, and finds the same changes."""
+    wh, out = tmp_path / "wh", tmp_path / "public"
+    keep = make_wheel(wh, "keep", "1.0")
+    edit = make_wheel(wh, "edit", "1.0")
+    drop = make_wheel(wh, "drop", "1.0")
+    build_index(wh, out)
+    if listing != "kept":
+        db = IndexState(out / ".kiln" / "state.sqlite3")
+        try:
+            if listing == "missing":
+                db.db.execute("DELETE FROM listing")
+            else:
+                db.db.execute("UPDATE listing SET data = 'odd\tnumber\tof'")
+        finally:
+            db.close()
+    rebuilt = make_wheel(wh, "edit", "1.0", code="x = 2\n")
+    assert rebuilt == edit
+    os.utime(edit, ns=(FIXED_MTIME * 10**9 + 1, FIXED_MTIME * 10**9 + 1))
+    drop.unlink()
+    added = make_wheel(wh, "new", "1.0")
+    report = build_index(wh, out)
+    assert report.added == [added.name]
+    assert report.changed == [edit.name]
+    assert report.removed == [drop.name]
+    assert keep.name not in report.changed
+    assert build_index(wh, out).up_to_date
+
+
 def test_state_survives_and_full_rereads(tmp_path):
     wh, out = tmp_path / "wh", tmp_path / "public"
     make_wheel(wh, "demo", "1.0")
