@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pyproject_hooks
 
@@ -110,16 +112,48 @@ def _hook_errors(run: HookRun, hook: str, exc: Exception) -> BuildError:
     return BuildError(f"{run.label}: {hook} failed: {exc}", log=run.log)
 
 
+_HOOK_LOG: ContextVar[Path | None] = ContextVar("kiln_hook_log", default=None)
+_ROUTE_LOCK = threading.Lock()
+_routed = False
+
+
+def _route_backend_warnings() -> None:
+    """Send pyproject-hooks' copies of the backend's warnings to the build log.
+
+    Once per process, through ``warnings.showwarning``: ``catch_warnings`` swaps global
+    state and is not safe while a build and its ``--check-repro`` twin run in two threads
+    (one thread's warnings then reached the terminal). Each hook call names its log in a
+    context variable; other warnings go where they always went.
+    """
+    global _routed
+    with _ROUTE_LOCK:
+        if _routed:
+            return
+        original = warnings.showwarning
+        warnings.filterwarnings("always", category=pyproject_hooks.BuildBackendWarning)
+
+        def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                 file: TextIO | None = None, line: str | None = None) -> None:
+            log = _HOOK_LOG.get()
+            if log is not None and issubclass(category, pyproject_hooks.BuildBackendWarning):
+                with log.open("a", encoding="utf-8") as fh:
+                    fh.write(f"warning from the build backend: {message}\n")
+                return
+            original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        _routed = True
+
+
 @contextmanager
 def _warnings_to_log(log: Path) -> Iterator[None]:
     """Backend warnings (deprecated classifiers …) belong in the build log, not the terminal."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    _route_backend_warnings()
+    token = _HOOK_LOG.set(log)
+    try:
         yield
-    if caught:
-        with log.open("a", encoding="utf-8") as fh:
-            for w in caught:
-                fh.write(f"warning from the build backend: {w.message}\n")
+    finally:
+        _HOOK_LOG.reset(token)
 
 
 def get_requires_for_build_wheel(build_system: BuildSystem, run: HookRun,
