@@ -15,6 +15,7 @@ from typing import Any, TextIO
 import pyproject_hooks
 
 from kiln import proc, toml
+from kiln.diagnose import explain
 from kiln.errors import BuildError
 from kiln.sandbox import Bind, Sandbox
 
@@ -102,6 +103,19 @@ def _caller(build_system: BuildSystem, run: HookRun) -> pyproject_hooks.BuildBac
     )
 
 
+def _explained(exc: BuildError, log: Path) -> BuildError:
+    """The failure with the log's own reason in its message, and a hint for known causes."""
+    cause = explain(log)
+    if cause is None:
+        return exc
+    message = exc.message
+    if cause.line and cause.line not in message:
+        message += f"; the log says: {cause.line}"
+    better = BuildError(message, hint=cause.hint or exc.hint, log=exc.log or log)
+    better.exit_code = exc.exit_code
+    return better
+
+
 def _hook_errors(run: HookRun, hook: str, exc: Exception) -> BuildError:
     if isinstance(exc, pyproject_hooks.BackendUnavailable):
         return BuildError(f"{run.label}: build backend cannot be imported: "
@@ -164,6 +178,8 @@ def get_requires_for_build_wheel(build_system: BuildSystem, run: HookRun,
             reqs = caller.get_requires_for_build_wheel(dict(config_settings) or None)
     except (pyproject_hooks.BackendUnavailable, pyproject_hooks.HookMissing) as exc:
         raise _hook_errors(run, "get_requires_for_build_wheel", exc) from exc
+    except BuildError as exc:
+        raise _explained(exc, run.log) from exc.__cause__
     return [str(r) for r in reqs]
 
 
@@ -176,6 +192,8 @@ def build_wheel(build_system: BuildSystem, run: HookRun, out_inside: str,
             name: Any = caller.build_wheel(out_inside, dict(config_settings) or None)
     except (pyproject_hooks.BackendUnavailable, pyproject_hooks.HookMissing) as exc:
         raise _hook_errors(run, "build_wheel", exc) from exc
+    except BuildError as exc:
+        raise _explained(exc, run.log) from exc.__cause__
     if not isinstance(name, str) or not name.endswith(".whl"):
         raise BuildError(f"{run.label}: build backend returned {name!r}, not a wheel name",
                          log=run.log)

@@ -14,7 +14,6 @@ The same rows render as a terminal table, as JSON, and as ``PACKAGES.md``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +22,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
+from kiln.diagnose import first_error
 from kiln.errors import KilnError, NothingToDoError
 from kiln.outcomes import ALL, Outcome, read_outcomes
 from kiln.recipe import Recipe, load_recipe
@@ -206,30 +206,6 @@ def _record_cell(recipe: Recipe, python: str, target: str, record: BuildRecord,
         seconds=record.seconds, finished=record.finished,
         log=record.log.name if record.log else None,
     )
-
-
-_ERROR_LINE = re.compile(r"(^|[\s:])(error|fatal error|Error)(\[\w+\])?:\s+\S")
-_ERRNO = re.compile(r"\[Errno \d+\]")
-_TAIL_BYTES = 64 * 1024
-
-
-def first_error(log: Path) -> str:
-    """The first line that says ``error:`` in the last part of a build log, or ""; the
-    message kiln raises holds the tool's last line, which is seldom the one that matters."""
-    try:
-        with log.open("rb") as fh:
-            fh.seek(max(0, log.stat().st_size - _TAIL_BYTES))
-            tail = fh.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return ""
-    # Only the last command's output: earlier commands (installs) succeeded.
-    starts = [i for i, line in enumerate(tail) if line.startswith("+ ")]
-    last = tail[starts[-1] + 1 if starts else 0:]
-    for line in last:
-        if _ERROR_LINE.search(line) and not line.startswith("Error: command ["):
-            return line.strip()[:300]
-    # No "error:" line: a failed system call that a tool only warned about may be the cause.
-    return next((line.strip()[:300] for line in last if _ERRNO.search(line)), "")
 
 
 def _failure_cell(recipe: Recipe, python: str, target: str, outcome: Outcome,

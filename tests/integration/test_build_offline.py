@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import cext_files, make_sdist, recipe_text
+
 pytestmark = pytest.mark.slow
 
 
@@ -81,3 +83,18 @@ def test_failing_test_fails_the_build_and_keeps_the_log(run_kiln, cext_recipe, t
     assert not list((tmp_path / "wh").glob("*.whl"))
     logs = list((tmp_path / "wh" / "logs").glob("*.log"))
     assert logs and "AssertionError" in logs[0].read_text()
+
+
+def test_a_missing_header_is_named_with_what_to_install(run_kiln, tmp_path):
+    files = cext_files()
+    files["src/speedups.c"] = "#include <kiln_no_such_lib/api.h>\n" + files["src/speedups.c"]
+    sdist = make_sdist(tmp_path / "sdists", "cext-demo", "1.0", files)
+    recipe = tmp_path / "recipes" / "cext-demo.toml"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(recipe_text(sdist))
+    result = run_kiln("build", recipe, "-o", tmp_path / "wh")
+    assert result.returncode != 0
+    error = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
+    assert "the log says: " in error and "kiln_no_such_lib/api.h" in error
+    hint = next(line for line in result.stderr.splitlines() if line.startswith("hint:"))
+    assert "apt-file search kiln_no_such_lib/api.h" in hint and "system-requires" in hint

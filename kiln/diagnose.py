@@ -1,0 +1,91 @@
+"""Why a build failed, in one line, from its log.
+
+A backend's last line is seldom the one that matters ("Error: command [...] returned
+non-zero exit status 1"). The first ``error:`` line of the last command's output usually
+is, and a few causes are common enough, on packages kiln has never seen, to name with
+what to do: a missing system header or library, a build that tries to download, Rust
+crates that the sdist does not carry.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_ERROR_LINE = re.compile(r"(^|[\s:])(error|fatal error|Error|ERROR)(\[\w+\])?:\s+\S")
+_ERRNO = re.compile(r"\[Errno \d+\]")
+_TAIL_BYTES = 64 * 1024
+
+
+def last_command_output(log: Path) -> list[str]:
+    """The lines the last command in ``log`` printed (kiln writes ``+ argv`` before each)."""
+    try:
+        with log.open("rb") as fh:
+            fh.seek(max(0, log.stat().st_size - _TAIL_BYTES))
+            tail = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return []
+    starts = [i for i, line in enumerate(tail) if line.startswith("+ ")]
+    return tail[starts[-1] + 1 if starts else 0:]
+
+
+def first_error(log: Path) -> str:
+    """The first line that says ``error:`` in the last command's output, or ""."""
+    last = last_command_output(log)
+    for line in last:
+        if _ERROR_LINE.search(line) and not line.startswith("Error: command ["):
+            return line.strip()[:300]
+    # No "error:" line: a failed system call that a tool only warned about may be the cause.
+    return next((line.strip()[:300] for line in last if _ERRNO.search(line)), "")
+
+
+@dataclass(frozen=True)
+class Cause:
+    line: str  # the log's own words
+    hint: str | None  # what to do, when the cause is a known one
+
+
+_HEADER = re.compile(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or directory")
+_LIBRARY = re.compile(r"cannot find -l([\w.+-]+)")
+_PKG_CONFIG = re.compile(r"(?:Package|Dependency) '?([\w.+-]+)'? (?:was not found|not found)")
+_NETWORK = re.compile(
+    r"Temporary failure in name resolution|Name or service not known|Network is unreachable|"
+    r"Could not resolve host|getaddrinfo failed|Failed to establish a new connection|"
+    r"nodename nor servname")
+_CRATES = re.compile(r"no matching package named `([\w-]+)` found|failed to (?:download|get) "
+                     r"`?[\w-]+`? as a dependency|offline mode \(--offline\)")
+_RUST_MISSING = re.compile(r"can't find Rust compiler|cargo: (?:command )?not found|"
+                           r"Cargo, the Rust package manager, is not installed")
+
+
+def explain(log: Path) -> Cause | None:
+    """The line of ``log`` that says why the last command failed, and what to do."""
+    lines = last_command_output(log)
+    text = "\n".join(lines)
+    line = first_error(log)
+    if m := _CRATES.search(text):
+        return Cause(line or m.group(0),
+                     "the sdist does not carry its Rust crates and builds have no network; "
+                     "kiln cannot fetch crates yet: build from an sdist with vendored crates "
+                     "(`cargo vendor`)")
+    if m := _RUST_MISSING.search(text):
+        return Cause(line or m.group(0), "this package needs Rust: install it on the build "
+                     "machine (rustup, or Debian's rustc and cargo) so cargo is on PATH")
+    if m := _HEADER.search(text):
+        return Cause(m.group(0), f"a system library's headers are missing: install the "
+                     f"package that has {m.group(1)} (Debian: `apt-file search {m.group(1)}`) "
+                     "and list it in the recipe's [build] system-requires")
+    if m := _LIBRARY.search(text):
+        return Cause(m.group(0), f"the linker cannot find lib{m.group(1)}: install its "
+                     "development package and list it in [build] system-requires")
+    if m := _PKG_CONFIG.search(text):
+        return Cause(line or m.group(0), f"pkg-config knows no {m.group(1)}: install its "
+                     "development package (and pkg-config) and list them in [build] "
+                     "system-requires")
+    if m := _NETWORK.search(text):
+        return Cause(line or m.group(0), "the build tried to reach the network, which builds "
+                     "never have: the sdist downloads something while building; find what "
+                     "(the log) and provide it another way (a build requirement, a vendored "
+                     "copy, a system package)")
+    return Cause(line, None) if line else None

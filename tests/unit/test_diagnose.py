@@ -1,0 +1,49 @@
+"""A failed build's log, read for the line that matters and what to do about it."""
+
+from __future__ import annotations
+
+import pytest
+
+from kiln.diagnose import explain, first_error
+
+EARLIER = "+ uv pip install --require-hashes -r build-requirements.txt\nerror: an old one\n"
+
+
+def _log(tmp_path, body: str):
+    log = tmp_path / "build.log"
+    log.write_text(EARLIER + "+ python _in_process.py build_wheel /tmp/x\n" + body
+                   + "Error: command ['maturin', 'pep517'] returned non-zero exit status 1\n")
+    return log
+
+
+@pytest.mark.parametrize(("body", "line", "hint"), [
+    ("src/x.c:3:10: fatal error: libxml/xpath.h: No such file or directory\n",
+     "fatal error: libxml/xpath.h: No such file or directory", "apt-file search libxml/xpath.h"),
+    ("/usr/bin/ld: cannot find -lxslt: No such file or directory\n",
+     "cannot find -lxslt", "libxslt"),
+    ("Run-time dependency libffi found: NO\nmeson.build:4:0: ERROR: Dependency 'libffi' "
+     "not found\n", "ERROR: Dependency 'libffi' not found", "pkg-config knows no libffi"),
+    ("error: no matching package named `pyo3` found\nlocation searched: crates.io index\n",
+     "error: no matching package named `pyo3` found", "Rust crates"),
+    ("error: can't find Rust compiler\n", "error: can't find Rust compiler", "needs Rust"),
+    ("urllib.error.URLError: <urlopen error [Errno -3] Temporary failure in name "
+     "resolution>\n", "Temporary failure in name resolution", "network"),
+])
+def test_known_causes_are_named_with_what_to_do(tmp_path, body, line, hint):
+    cause = explain(_log(tmp_path, body))
+    assert cause is not None
+    assert line in cause.line
+    assert cause.hint is not None and hint in cause.hint
+
+
+def test_an_unknown_error_keeps_its_line_without_a_hint(tmp_path):
+    cause = explain(_log(tmp_path, "compiling\nsrc/y.c:9: error: expected ';'\n"))
+    assert cause is not None
+    assert cause.line == "src/y.c:9: error: expected ';'" and cause.hint is None
+
+
+def test_only_the_last_command_counts(tmp_path):
+    log = _log(tmp_path, "all went well\n")
+    assert explain(log) is None
+    assert first_error(log) == ""
+    assert first_error(tmp_path / "missing.log") == ""
