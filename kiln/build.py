@@ -37,7 +37,7 @@ from kiln.wheelfile import canonicalise, parse_name
 from kiln.wheeltest import TestOutcome, run_wheel_tests
 
 # Bumped whenever kiln changes what it does to a build in a way that changes its bytes.
-NORMALISATION_VERSION = "2"
+NORMALISATION_VERSION = "3"  # 3: shared objects name libc; meson-python builds in build/
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,8 @@ def run_build(
         ],
         system_packages=[ToolRef(name=p.name, version=p.version) for p in job.system_packages],
         environment=environment,
-        config_settings=dict(job.recipe.config_settings),
+        config_settings=dict(raw_build.config_settings if raw_build.config_settings is not None
+                             else job.recipe.config_settings),
         normalisation=Normalisation(
             source_date_epoch=job.source_date_epoch,
             prefix_maps=dict(raw_build.isolation.prefix_maps if raw_build.isolation

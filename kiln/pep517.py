@@ -30,6 +30,21 @@ class BuildSystem:
     backend_path: tuple[str, ...]
 
 
+# Build backends whose defaults put a random name into what they build, and the setting
+# that fixes it; kiln passes it unless the recipe sets that key itself. meson-python
+# builds in ".mesonpy-<random>" and writes that folder into generated files (contourpy's
+# _build_config.py, numpy's __config__.py).
+FIXED_BUILD_SETTINGS: dict[str, dict[str, str]] = {
+    "mesonpy": {"build-dir": "build"},
+}
+
+
+def effective_config_settings(build_system: BuildSystem,
+                              recipe_settings: Mapping[str, str]) -> dict[str, str]:
+    """The recipe's config settings, plus kiln's fixed build folder for backends that need one."""
+    return {**FIXED_BUILD_SETTINGS.get(build_system.backend, {}), **recipe_settings}
+
+
 def read_build_system(project: Path) -> BuildSystem:
     """The ``[build-system]`` table of an unpacked sdist, with PEP 517's defaults."""
     pyproject = project / "pyproject.toml"

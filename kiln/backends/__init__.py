@@ -84,6 +84,7 @@ class RawBuild:
     repaired: bool = False  # the backend already repaired them (cibuildwheel)
     environment: tuple[tuple[str, str], ...] = ()  # what the backend step was given
     isolation: Isolation | None = None  # None: kiln's own sandbox, as the workspace says
+    config_settings: tuple[tuple[str, str], ...] | None = None  # as given, when not the recipe's
 
 
 class Backend(Protocol):

@@ -11,7 +11,13 @@ from kiln.buildenv import Workspace, build_variables, prefix_map_flags
 from kiln.compilers import wrap_compilers
 from kiln.errors import BuildError
 from kiln.fetch import unpack_sdist
-from kiln.pep517 import BuildSystem, HookRun, build_wheel, read_build_system
+from kiln.pep517 import (
+    BuildSystem,
+    HookRun,
+    build_wheel,
+    effective_config_settings,
+    read_build_system,
+)
 
 
 def faketime_prefix(job: BuildJob) -> list[str]:
@@ -57,9 +63,11 @@ def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, 
         inner_prefix=faketime_prefix(job),
         label=job.label,
     )
-    name = build_wheel(build_system, run, ws.inside(ws.out), dict(job.recipe.config_settings))
+    settings = effective_config_settings(build_system, dict(job.recipe.config_settings))
+    name = build_wheel(build_system, run, ws.inside(ws.out), settings)
     wheel = ws.out / name
     if not wheel.is_file():
         raise BuildError(f"{job.label}: the backend said it wrote {name}, but it is not there",
                          log=log)
-    return RawBuild(wheels=(wheel,), environment=tuple(env.items()))
+    return RawBuild(wheels=(wheel,), environment=tuple(env.items()),
+                    config_settings=tuple(settings.items()))
