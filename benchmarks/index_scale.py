@@ -13,6 +13,11 @@ record beside each, then times, each as its own process (so peak memory is its o
 4. simple503 (a static PEP 503 generator from PyPI that also hashes wheels and extracts
    PEP 658 metadata) on the same wheelhouse, from nothing, and again after the one wheel.
 
+In the same run it also times two floors, what this machine's file system costs before
+any index logic: a plain loop that stats every file in the wheelhouse (the least an
+incremental run must do to notice a change), and one that writes as many files as a
+full index publishes (each wheel and its PEP 658 .metadata) with the wheels' bytes.
+
 Prints wall times, kiln's own in-process time, peak RSS, and kiln/peer ratios. Goals:
 full ≤ 30 s, add one ≤ 1 s, faster than the peer. The peer is installed with
 `.venv/bin/pip install -e '.[bench]'`.
@@ -106,6 +111,34 @@ def timed(argv: list[str]) -> tuple[float, float, int, str]:
     return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, stdout
 
 
+def stat_floor(wheelhouse: Path) -> float:
+    """Seconds to list and stat every file of the wheelhouse in a plain loop."""
+    started = time.monotonic()
+    with os.scandir(wheelhouse) as entries:
+        for entry in entries:
+            entry.stat()
+    return time.monotonic() - started
+
+
+def write_floor(wheelhouse: Path, out: Path) -> float:
+    """Seconds to write each wheel's bytes and a small .metadata file beside it into
+    per-project folders: the files a full index publishes, without reading or hashing."""
+    names = sorted(n for n in os.listdir(wheelhouse) if n.endswith(".whl"))
+    data = {n: (wheelhouse / n).read_bytes() for n in names}  # read outside the timing
+    started = time.monotonic()
+    made: set[str] = set()
+    for name in names:
+        project = name.split("-", 1)[0]
+        if project not in made:
+            (out / project).mkdir(parents=True)
+            made.add(project)
+        (out / project / name).write_bytes(data[name])
+        (out / project / f"{name}.metadata").write_bytes(b"Metadata-Version: 2.1\n")
+    seconds = time.monotonic() - started
+    shutil.rmtree(out, ignore_errors=True)
+    return seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--wheels", type=int, default=100_000)
@@ -138,6 +171,10 @@ def main() -> None:
             print(f"generated {args.wheels:,} wheels over {projects:,} projects in "
                   f"{time.monotonic() - started:.1f} s ({wheelhouse})", flush=True)
 
+        rows.append(Timing("floor: stat every file", stat_floor(wheelhouse), 0.0, 0))
+        rows.append(Timing("floor: write the published files",
+                           write_floor(wheelhouse, runs / "floor"), 0.0, 0))
+        print(f"floors: stat {rows[0].wall:.2f} s, write {rows[1].wall:.2f} s", flush=True)
         for label in ("kiln full index", "kiln again, nothing changed"):
             wall, cpu, rss, stdout = timed(kiln)
             rows.append(Timing(label, wall, cpu, rss, json.loads(stdout)["seconds"]))
@@ -179,7 +216,9 @@ def report_table(rows: list[Timing], wheels: int, projects: int) -> None:
     print(f"{'run':<34}{'wall s':>9}{'CPU s':>9}{'in-process s':>14}{'peak RSS MiB':>14}")
     for t in rows:
         inner_text = f"{t.inner:.2f}" if t.inner is not None else "—"
-        print(f"{t.label:<34}{t.wall:>9.2f}{t.cpu:>9.2f}{inner_text:>14}{t.rss:>14}")
+        floor = t.label.startswith("floor")
+        cpu_text, rss_text = ("—", "—") if floor else (f"{t.cpu:.2f}", str(t.rss))
+        print(f"{t.label:<34}{t.wall:>9.2f}{cpu_text:>9}{inner_text:>14}{rss_text:>14}")
     by = {t.label: t for t in rows}
     if "simple503 full index" in by:
         for what, peer, ours in (("full index", "simple503 full index", "kiln full index"),
@@ -188,6 +227,9 @@ def report_table(rows: list[Timing], wheels: int, projects: int) -> None:
             print(f"ratio {what}, simple503 / kiln: wall {by[peer].wall / by[ours].wall:.1f}x, "
                   f"CPU {by[peer].cpu / max(by[ours].cpu, 1e-9):.1f}x")
     full, one = by["kiln full index"].wall, by["kiln after adding one wheel"].wall
+    stat, write = by["floor: stat every file"].wall, by["floor: write the published files"].wall
+    print(f"kiln / floor: full index {full / write:.1f}x the write floor; "
+          f"add one {one / stat:.1f}x the stat floor")
     print(f"goals: full ≤ 30 s: {'met' if full <= 30 else 'MISSED'} ({full:.1f} s); "
           f"add one ≤ 1 s: {'met' if one <= 1 else 'MISSED'} ({one:.2f} s wall)", flush=True)
 

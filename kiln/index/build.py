@@ -180,10 +180,15 @@ class _Run:
             return []
         report, state = self.report, self.state
         reporter().stage("index", f"reading {len(to_read):,} wheel(s)")
-        paths = state.paths()
+        # what each plain path already holds: one query for many wheels, a lookup for a few
+        if len(to_read) > 1000:
+            paths = state.paths()
+        else:
+            paths = {path: digest for path in map(plain_path, to_read)
+                     if (digest := state.path_digest(path)) is not None}
         items = [ToRead(self.wheelhouse, name, listing.size_mtime(name)[0],
                         name + RECORD_SUFFIX in listing.files, self.tree.root,
-                        paths.get(plain_path(name)) if paths else None)
+                        paths.get(plain_path(name)))
                  for name in to_read]
         rejected = []
         for read in read_wheels(items):
