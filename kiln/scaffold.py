@@ -5,7 +5,10 @@ from __future__ import annotations
 import sys
 import tarfile
 import tempfile
+import textwrap
 import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +16,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
-from kiln import http
+from kiln import http, toml
 from kiln.errors import EnvironmentSetupError, RecipeError, UsageError
 from kiln.files import write_atomic, write_new
 from kiln.interpreters import find_interpreter
@@ -22,7 +25,10 @@ from kiln.recipe import parse_recipe, render_recipe
 from kiln.targets import host_target
 
 _NOT_PACKAGES = {"test", "tests", "testing", "doc", "docs", "example", "examples", "benchmark",
-                 "benchmarks", "bench", "scripts", "tools", "build", "ci", "src", "third_party"}
+                 "benchmarks", "bench", "scripts", "tools", "build", "ci", "src", "third_party",
+                 # top-level helper scripts of a source tree, never what a wheel installs
+                 "setup", "noxfile", "conftest", "fabfile", "tasks", "versioneer", "dodo",
+                 "pavement", "runtests", "run_tests", "bootstrap", "configure", "setupext"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,57 @@ class NewRecipe:
     sdist: IndexFile
     pythons: tuple[str, ...]
     imports: tuple[str, ...]
+    notes: tuple[str, ...] = ()  # what to expect from this sdist's build, also in the recipe
+
+
+@contextmanager
+def _sdist_files(archive: Path) -> Iterator[tuple[list[str], Callable[[str], bytes]]]:
+    """The member names of an sdist and a reader for one of them (nothing is extracted)."""
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            yield zf.namelist(), zf.read
+        return
+    with tarfile.open(archive) as tar:
+        def read(name: str) -> bytes:
+            fh = tar.extractfile(name)
+            return fh.read(1 << 20) if fh else b""
+
+        yield tar.getnames(), read
+
+
+def build_notes(archive: Path) -> tuple[str, ...]:
+    """What a maintainer should know before building this sdist with kiln, from its files.
+
+    Two things fail or surprise on packages kiln has never seen: Rust crates that the sdist
+    does not carry (builds have no network), and meson-python's generated files that
+    record the build's own paths.
+    """
+    try:
+        with _sdist_files(archive) as (names, read):
+            top = [n for n in names if n.count("/") == 1]
+            pyproject = next((n for n in top if n.endswith("/pyproject.toml")), None)
+            backend = ""
+            if pyproject is not None:
+                data = toml.loads(read(pyproject).decode("utf-8", "replace"))
+                system = data.get("build-system")
+                backend = str(system.get("build-backend", "")) if isinstance(system, dict) else ""
+            rust = backend == "maturin" or any(n.endswith("/Cargo.toml") for n in names)
+            vendored = any("/vendor/" in n and n.endswith("/Cargo.toml") for n in names) or any(
+                n.endswith(".cargo/config.toml") and b"vendored-sources" in read(n)
+                for n in names)
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, toml.TOMLDecodeError, KeyError):
+        return ()
+    notes = []
+    if rust and not vendored:
+        notes.append("Rust: the sdist does not vendor its crates, and kiln's builds have no "
+                     "network, so cargo will not find them; an sdist with vendored crates "
+                     "(`cargo vendor`) builds")
+    if backend == "mesonpy":
+        notes.append("meson-python: kiln builds in build/ (config setting build-dir); if "
+                     "--check-repro finds the build's paths in a generated file "
+                     "(_build_config.py, __config__.py), add [repro] skip-variations = "
+                     '["build_path"]')
+    return tuple(notes)
 
 
 def parse_spec(spec: str) -> tuple[str, str | None]:
@@ -53,23 +110,16 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 def guess_imports(archive: Path, project: str) -> tuple[str, ...]:
     """Top-level import names, read from the sdist's file list (nothing is extracted)."""
-    if archive.name.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zf:
-            names = zf.namelist()
-            top_level = [n for n in names if n.endswith(".egg-info/top_level.txt")]
-            text = zf.read(top_level[0]).decode() if top_level else ""
-    else:
-        with tarfile.open(archive) as tar:
-            names = tar.getnames()
-            top_level = [n for n in names if n.endswith(".egg-info/top_level.txt")]
-            text = ""
-            if top_level:
-                fh = tar.extractfile(top_level[0])
-                text = fh.read().decode() if fh else ""
+    with _sdist_files(archive) as (names, read):
+        top_level = [n for n in names if n.endswith(".egg-info/top_level.txt")]
+        text = read(top_level[0]).decode("utf-8", "replace") if top_level else ""
+        rust_module = _maturin_module(names, read)
     declared = [line.strip() for line in text.splitlines()
                 if line.strip() and not line.strip().startswith("_")]
     if declared:
         return tuple(dict.fromkeys(declared))
+    if rust_module:
+        return (rust_module,)
     found: list[str] = []
     for name in names:
         parts = name.split("/")
@@ -81,12 +131,35 @@ def guess_imports(archive: Path, project: str) -> tuple[str, ...]:
         if len(inner) == 1 and inner[0] not in _NOT_PACKAGES and inner[0].isidentifier():
             found.append(inner[0])
     if not found:
-        modules = [n.split("/")[1][:-3] for n in names
-                   if n.count("/") == 1 and n.endswith(".py") and n.split("/")[1] != "setup.py"]
+        modules = [n.split("/")[1].rsplit(".", 1)[0] for n in names
+                   if n.count("/") == 1 and n.endswith((".py", ".pyi"))]
         found = [m for m in modules if m.isidentifier() and m not in _NOT_PACKAGES]
     wanted = canonicalize_name(project).replace("-", "_")
     found = sorted(dict.fromkeys(found), key=lambda m: (m.lower() != wanted, m))
     return tuple(found[:1]) or (wanted,)
+
+
+def _maturin_module(names: list[str], read: Callable[[str], bytes]) -> str:
+    """A maturin project's import name: [tool.maturin] module-name, else the Rust library's."""
+    top = {n.split("/", 1)[1]: n for n in names if n.count("/") == 1}
+    try:
+        pyproject = toml.loads(read(top["pyproject.toml"]).decode("utf-8", "replace"))
+        system, tool = pyproject.get("build-system"), pyproject.get("tool")
+        if not isinstance(system, dict) or system.get("build-backend") != "maturin":
+            return ""
+        maturin = tool.get("maturin") if isinstance(tool, dict) else None
+        module = maturin.get("module-name") if isinstance(maturin, dict) else None
+        if isinstance(module, str) and module:
+            return module.split(".", 1)[0]
+        cargo = toml.loads(read(top["Cargo.toml"]).decode("utf-8", "replace"))
+    except (KeyError, toml.TOMLDecodeError):
+        return ""
+    for table in ("lib", "package"):
+        value = cargo.get(table)
+        name = value.get("name") if isinstance(value, dict) else None
+        if isinstance(name, str) and name.replace("-", "_").isidentifier():
+            return name.replace("-", "_")
+    return ""
 
 
 def _choose_pythons(requires_python: str | None) -> tuple[str, ...]:
@@ -124,6 +197,7 @@ def new_recipe(spec: str, *, directory: Path, cache: Path, pythons: tuple[str, .
     archive = http.download(sdist.url, cache / "sdists" / sdist.sha256 / sdist.filename,
                             sha256=sdist.sha256, what=f"downloading {sdist.filename}")
     imports = guess_imports(archive, name)
+    notes = build_notes(archive)
     chosen = pythons or _choose_pythons(sdist.requires_python)
     project = canonicalize_name(page.name)
     path = output or directory / f"{project}.toml"
@@ -134,7 +208,9 @@ def new_recipe(spec: str, *, directory: Path, cache: Path, pythons: tuple[str, .
                          environment=dict(environment))
     text = (f"# kiln recipe for {page.name} {version}, written by `kiln recipe new {spec}`.\n"
             "# [test] commands run against each built wheel: make them exercise the compiled\n"
-            "# code, not just import it.\n" + text)
+            "# code, not just import it.\n"
+            + "".join(f"# note: {line}\n" for note in notes
+                      for line in textwrap.wrap(note, 80)) + text)
     parse_recipe(text, path)  # what we write must load
     try:
         if force:
@@ -145,6 +221,6 @@ def new_recipe(spec: str, *, directory: Path, cache: Path, pythons: tuple[str, .
         raise RecipeError(f"{path} already exists", hint="pass --force to replace it, or -o "
                           "to write elsewhere") from exc
     return NewRecipe(path=path, name=page.name, version=version, sdist=sdist, pythons=chosen,
-                     imports=imports)
+                     imports=imports, notes=notes)
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from kiln.cli.app import app
 from kiln.cli.common import JsonOption, terminal
@@ -52,10 +53,10 @@ def index_command(
         print_json(report.as_json())
     else:
         for rejected in report.rejected:
-            err.print(f"[yellow]left out[/] {rejected.filename}: {rejected.reason}",
-                      markup=True, highlight=False)
+            err.print(f"[yellow]left out[/] {escape(rejected.filename)}: "
+                      f"{escape(rejected.reason)}", markup=True, highlight=False)
         for warning in report.warnings:
-            err.print(f"[yellow]warning[/] {warning}", markup=True, highlight=False)
+            err.print(f"[yellow]warning[/] {escape(warning)}", markup=True, highlight=False)
         state = ("up to date" if report.up_to_date else
                  f"generation {report.generation}, {report.projects_rewritten} project page(s) "
                  "written")

@@ -59,11 +59,16 @@ def recipe_new(
     if json_output:
         print_json({"path": str(made.path), "name": made.name, "version": made.version,
                     "sdist": made.sdist.url, "sha256": made.sdist.sha256,
-                    "python": list(made.pythons), "imports": list(made.imports)})
+                    "python": list(made.pythons), "imports": list(made.imports),
+                    "notes": list(made.notes)})
         return
     out.print(f"wrote {made.path}: {made.name} {made.version}, CPython "
-              f"{', '.join(made.pythons)}, smoke test imports {', '.join(made.imports)}")
-    out.print(f"next: kiln lock {made.path} && kiln build {made.path}")
+              f"{', '.join(made.pythons)}, smoke test imports {', '.join(made.imports)}",
+              markup=False, highlight=False)
+    for note in made.notes:  # a note may hold "[repro]": no markup
+        out.print(f"note: {note}", markup=False, highlight=False)
+    out.print(f"next: kiln lock {made.path} && kiln build {made.path}", markup=False,
+              highlight=False)
 
 
 @recipe_app.command("check")
