@@ -20,13 +20,18 @@ from pathlib import Path
 WRAPPERS = {"CC": "kiln-cc", "CXX": "kiln-c++"}
 
 
-def write_wrapper(target: Path, command: str, flags: list[str]) -> None:
+def write_wrapper(target: Path, command: str, flags: list[str], *, link_libc: bool = True) -> None:
     """A POSIX sh script that runs ``command`` with ``flags`` before the caller's arguments.
 
     ``command`` comes from the interpreter's build configuration or the toolchain (never
     from a recipe); every word is quoted, so nothing in it is expanded.
     """
     run = shlex.join([*shlex.split(command), *flags])
+    if not link_libc:  # macOS: ld64 knows no --no-as-needed, and libSystem is always linked
+        target.write_text("#!/bin/sh\n# written by kiln: adds its prefix maps to every compile\n"
+                          f'exec {run} "$@"\n')
+        target.chmod(0o755)
+        return
     target.write_text("#!/bin/sh\n"
                       "# written by kiln: adds its prefix maps to every compile, and the C\n"
                       "# library to every shared object it links (see kiln/compilers.py)\n"
@@ -40,7 +45,7 @@ def write_wrapper(target: Path, command: str, flags: list[str]) -> None:
 
 
 def wrap_compilers(bin_dir: Path, bin_inside: str, env: dict[str, str], *, cc: str, cxx: str,
-                   flags: list[str]) -> dict[str, str]:
+                   flags: list[str], link_libc: bool = True) -> dict[str, str]:
     """Write kiln-cc and kiln-c++ into ``bin_dir``; return CC and CXX pointing at them.
 
     They wrap the compilers the build would have used: the toolchain's (``env``) or the
@@ -49,6 +54,6 @@ def wrap_compilers(bin_dir: Path, bin_inside: str, env: dict[str, str], *, cc: s
     out = {}
     for var, name in WRAPPERS.items():
         command = env.get(var) or (cc if var == "CC" else cxx)
-        write_wrapper(bin_dir / name, command, flags)
+        write_wrapper(bin_dir / name, command, flags, link_libc=link_libc)
         out[var] = f"{bin_inside}/{name}"
     return out

@@ -50,7 +50,7 @@ def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, 
                           tool_dirs=toolchain.tool_dirs)
     env.update(wrap_compilers(ws.env / "bin", f"{ws.inside(ws.env)}/bin", env,
                               cc=job.interpreter.cc, cxx=job.interpreter.cxx,
-                              flags=prefix_map_flags(ws)))
+                              flags=prefix_map_flags(ws), link_libc=job.target.is_linux))
     run = HookRun(
         python=f"{ws.inside(ws.env)}/bin/python",
         project_inside=ws.inside(project),

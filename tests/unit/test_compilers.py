@@ -25,3 +25,15 @@ def test_odd_characters_stay_literal(tmp_path):
     line = (tmp_path / "kiln-cc").read_text().splitlines()[-1]
     assert "'-DX=$(whoami);`id`'" in line
 
+
+
+def test_macos_wrappers_add_no_gnu_linker_flags(tmp_path):
+    wrap_compilers(tmp_path, "/b", {}, cc="clang", cxx="clang++", flags=["-O2"],
+                   link_libc=False)
+    text = (tmp_path / "kiln-cc").read_text()
+    assert "--no-as-needed" not in text and "-lc" not in text
+    assert shlex.split(text.splitlines()[-1]) == ["exec", "clang", "-O2", "$@"]
+    linux = tmp_path / "linux"
+    linux.mkdir()
+    wrap_compilers(linux, "/b", {}, cc="gcc", cxx="g++", flags=[])
+    assert "-Wl,--no-as-needed -lc" in (linux / "kiln-cc").read_text()
