@@ -48,7 +48,8 @@ class Cause:
 
 _HEADER = re.compile(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or directory")
 _LIBRARY = re.compile(r"cannot find -l([\w.+-]+)")
-_PKG_CONFIG = re.compile(r"(?:Package|Dependency) '?([\w.+-]+)'? (?:was not found|not found)")
+_PKG_CONFIG = re.compile(
+    r"(?:Package|Dependency) ['\"]?([\w.+-]+)['\"]? (?:was not found|not found)")
 _NETWORK = re.compile(
     r"Temporary failure in name resolution|Name or service not known|Network is unreachable|"
     r"Could not resolve host|getaddrinfo failed|Failed to establish a new connection|"

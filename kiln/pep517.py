@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import threading
 import warnings
@@ -118,12 +119,18 @@ def _caller(build_system: BuildSystem, run: HookRun) -> pyproject_hooks.BuildBac
     )
 
 
+_LAST_LINE = re.compile(r" failed \(exit -?\d+\): ")
+
+
 def _explained(exc: BuildError, log: Path) -> BuildError:
     """The failure with the log's own reason in its message, and a hint for known causes."""
     cause = explain(log)
     if cause is None:
         return exc
     message = exc.message
+    # the tool's last line, which the message ends with, can be a whole compiler command
+    if (tail := _LAST_LINE.search(message)) and len(message) - tail.end() > 160:
+        message = message[:tail.end() + 160] + "…"
     if cause.line and cause.line not in message:
         message += f"; the log says: {cause.line}"
     better = BuildError(message, hint=cause.hint or exc.hint, log=exc.log or log)

@@ -23,6 +23,8 @@ def _log(tmp_path, body: str):
      "cannot find -lxslt", "libxslt"),
     ("Run-time dependency libffi found: NO\nmeson.build:4:0: ERROR: Dependency 'libffi' "
      "not found\n", "ERROR: Dependency 'libffi' not found", "pkg-config knows no libffi"),
+    ('../cairo/meson.build:31:12: ERROR: Dependency "cairo" not found (tried pkg-config and '
+     'cmake)\n', 'ERROR: Dependency "cairo" not found', "pkg-config knows no cairo"),
     ("error: no matching package named `pyo3` found\nlocation searched: crates.io index\n",
      "error: no matching package named `pyo3` found", "Rust crates"),
     ("error: can't find Rust compiler\n", "error: can't find Rust compiler", "needs Rust"),
@@ -47,3 +49,22 @@ def test_only_the_last_command_counts(tmp_path):
     assert explain(log) is None
     assert first_error(log) == ""
     assert first_error(tmp_path / "missing.log") == ""
+
+
+def test_a_build_error_ends_with_the_cause_not_a_whole_compiler_command(tmp_path):
+    from kiln.errors import BuildError
+    from kiln.pep517 import _explained
+
+    log = _log(tmp_path, "Modules/common.h:9:10: fatal error: lber.h: No such file or "
+                         "directory\n")
+    command = "error: Command '['/kiln/env/bin/kiln-cc', " + "'-DX', " * 200 + "]' failed"
+    exc = BuildError(f"ldap 3.4 (cp312, linux-x86_64): backend hook build_wheel failed "
+                     f"(exit 1): {command}", log=log)
+    better = _explained(exc, log)
+    assert better.message.startswith("ldap 3.4 (cp312, linux-x86_64): backend hook build_wheel "
+                                     "failed (exit 1): error: Command")
+    assert better.message.endswith("; the log says: fatal error: lber.h: No such file or "
+                                   "directory")
+    assert len(better.message) < 400
+    assert better.hint is not None and "lber.h" in better.hint
+    assert better.log == log
