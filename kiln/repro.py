@@ -25,8 +25,8 @@ from kiln.record import BuildRecord, FileRef
 
 REPORT_KIND = "https://kiln.dev/repro-report/v1"
 
-Cause = Literal["zip-metadata", "build-path", "timestamp", "hash-order", "temp-name", "other",
-                "consequence"]
+Cause = Literal["zip-metadata", "build-path", "timestamp", "hash-order", "temp-name", "bytecode",
+                "other", "consequence"]
 
 CAUSE_TITLES: dict[str, str] = {
     "zip-metadata": "zip metadata",
@@ -34,6 +34,7 @@ CAUSE_TITLES: dict[str, str] = {
     "timestamp": "timestamp in content",
     "hash-order": "hash-seed ordering",
     "temp-name": "random temporary name",
+    "bytecode": "compiled bytecode (.pyc)",
     "other": "other",
     "consequence": "follows from another difference",
 }
@@ -52,6 +53,11 @@ SUGGESTIONS: dict[str, str] = {
                  "compiles in a copy under /tmp, or a code generator): fix it upstream; if it "
                  "only reaches debug info, [build] environment = { CPPFLAGS = \"-g0\" } drops "
                  "that (CPPFLAGS, since CFLAGS would replace Python's own flags)",
+    "bytecode": "the wheel ships .pyc files, and marshal's bytes follow the hash seed (set "
+                "constants) and can follow reference counts (bpo-34093): installers compile "
+                "bytecode themselves, so stop the build from adding it (setup.cfg [build_py] "
+                "compile/optimize); kiln pins PYTHONHASHSEED=0, so [repro] skip-variations = "
+                "[\"hash_seed\"] accepts the hash-seed part, and expected = false the rest",
     "other": "inspect the unified diff or run with --diffoscope; if the package cannot be "
              "fixed, set [repro] expected = false with a reason",
     "consequence": "fix the other differences and this one goes away",
@@ -265,6 +271,8 @@ def _content_diff(name: str, data_a: bytes, data_b: bytes, hints: list[str]) -> 
         removed = [s for s in sa if s not in set(sb)]
         added = [s for s in sb if s not in set(sa)]
         cause = _classify(removed, added, hints)
+        if name.endswith(".pyc") and cause in ("other", "hash-order"):
+            cause = "bytecode"
         return Difference(member=name, aspect="content", cause=cause,
                           detail=f"binary content differs ({len(data_a)} vs {len(data_b)} bytes)",
                           diff=_string_diff(removed, added), suggestion=SUGGESTIONS[cause])

@@ -30,3 +30,19 @@ def test_dates_are_timestamps():
 
 def test_anything_else_is_other():
     assert _classify(["value = 1"], ["value = 2"], HINTS) == "other"
+
+
+def test_pyc_files_that_differ_are_compiled_bytecode_unless_a_path_explains_them():
+    from kiln.repro import _content_diff
+
+    header = b"\x6f\x0d\x0d\x0a" + b"\x00" * 12
+    a = header + b"\xe3\x00\x00\x00)\x03\xda\x05alpha\xda\x04beta\xda\x05gamma\xff"
+    b = header + b"\xe3\x00\x00\x00)\x03\xda\x04beta\xda\x05gamma\xda\x05alpha\xff"
+    found = _content_diff("pkg/__pycache__/mod.cpython-310.opt-1.pyc", a, b, HINTS)
+    assert found.cause == "bytecode" and "installers compile" in found.suggestion
+    c = header + b"\xe3/kiln/src/pkg-1.0/pkg/mod.py\x00"
+    d = header + b"\xe3/kiln-rebuild/a/deeper/path/src/pkg-1.0/pkg/mod.py\x00"
+    assert _content_diff("pkg/__pycache__/mod.cpython-310.pyc", c, d, HINTS).cause == \
+        "build-path"
+    # the same bytes anywhere else keep their ordinary cause
+    assert _content_diff("pkg/data.bin", a, b, HINTS).cause == "other"
