@@ -50,6 +50,7 @@ _HEADER = re.compile(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or direc
 _LIBRARY = re.compile(r"cannot find -l([\w.+-]+)")
 _PKG_CONFIG = re.compile(
     r"(?:Package|Dependency) ['\"]?([\w.+-]+)['\"]? (?:was not found|not found)")
+_PKG_CONFIG_PROBE = re.compile(r"pkg-config --exists ([\w.+-]+)'? returned non-zero")
 _NETWORK = re.compile(
     r"Temporary failure in name resolution|Name or service not known|Network is unreachable|"
     r"Could not resolve host|getaddrinfo failed|Failed to establish a new connection|"
@@ -84,6 +85,10 @@ def explain(log: Path) -> Cause | None:
         return Cause(line or m.group(0), f"pkg-config knows no {m.group(1)}: install its "
                      "development package (and pkg-config) and list them in [build] "
                      "system-requires")
+    if probed := list(dict.fromkeys(_PKG_CONFIG_PROBE.findall(text))):
+        return Cause(line or f"pkg-config --exists {probed[0]} failed",
+                     f"pkg-config finds none of {', '.join(probed)}: install the development "
+                     "package of one (and pkg-config) and list them in [build] system-requires")
     if m := _NETWORK.search(text):
         return Cause(line or m.group(0), "the build tried to reach the network, which builds "
                      "never have: the sdist downloads something while building; find what "

@@ -17,9 +17,9 @@ from packaging.utils import canonicalize_name
 
 from kiln import installer, proc
 from kiln.buildenv import CANONICAL, Workspace, build_variables
-from kiln.errors import LockError, RecipeError
+from kiln.errors import KilnError, LockError, RecipeError
 from kiln.fetch import FetchedSource, fetch_sdist, unpack_sdist
-from kiln.files import sha256_bytes, write_atomic
+from kiln.files import copy_atomic, sha256_bytes, write_atomic
 from kiln.installer import IndexOptions
 from kiln.interpreters import Interpreter, find_interpreter
 from kiln.pep517 import BuildSystem, HookRun, get_requires_for_build_wheel, read_build_system
@@ -141,9 +141,9 @@ def _dynamic_requires(recipe: Recipe, source: FetchedSource, interp: Interpreter
                       build_system: BuildSystem, work: Path, index: IndexOptions) -> list[str]:
     """What the backend asks for beyond its static requirements, under ``interp``."""
     ws = Workspace.create(work, CANONICAL, visible=(interp.path.parent.parent,))
+    log = ws.root / "lock.log"
     try:
         project = unpack_sdist(source, ws.src / "unpacked")
-        log = ws.root / "lock.log"
         python = installer.create_venv(ws.env, interp.path, log=log)
         installer.install(python, requirements=build_system.requires, index=index, log=log,
                           what=f"installing {recipe.label}'s declared build requirements",
@@ -158,6 +158,14 @@ def _dynamic_requires(recipe: Recipe, source: FetchedSource, interp: Interpreter
             label=f"{recipe.label} (cp{interp.minor.replace('.', '')})",
         )
         return get_requires_for_build_wheel(build_system, run, dict(recipe.config_settings))
+    except KilnError as exc:
+        # The workspace goes away; the log that says why stays, where the error points.
+        if log.exists():
+            kept = work.parent / "logs" / f"lock-{recipe.project}-{recipe.version}-" \
+                f"cp{interp.minor.replace('.', '')}.log"
+            copy_atomic(log, kept)
+            exc.log = kept
+        raise
     finally:
         ws.remove()
 

@@ -98,3 +98,19 @@ def test_a_missing_header_is_named_with_what_to_install(run_kiln, tmp_path):
     assert "the log says: " in error and "kiln_no_such_lib/api.h" in error
     hint = next(line for line in result.stderr.splitlines() if line.startswith("hint:"))
     assert "apt-file search kiln_no_such_lib/api.h" in hint and "system-requires" in hint
+
+
+def test_a_failure_while_locking_keeps_its_log(run_kiln, tmp_path):
+    files = cext_files()
+    files["setup.py"] = ("import sys\nsys.stderr.write('Trying pkg-config --exists kilnlib\\n')\n"
+                         "raise SystemExit('Can not find kilnlib: set KILNLIB_CFLAGS')\n")
+    sdist = make_sdist(tmp_path / "sdists", "cext-demo", "1.0", files)
+    recipe = tmp_path / "recipes" / "cext-demo.toml"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    recipe.write_text(recipe_text(sdist))
+    result = run_kiln("build", recipe, "-o", tmp_path / "wh")
+    assert result.returncode != 0
+    log_line = next(line for line in result.stderr.splitlines() if line.startswith("log:"))
+    log = Path(log_line.split(":", 1)[1].strip())
+    assert log.is_file(), log_line
+    assert "Can not find kilnlib" in log.read_text()

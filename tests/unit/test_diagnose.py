@@ -25,6 +25,10 @@ def _log(tmp_path, body: str):
      "not found\n", "ERROR: Dependency 'libffi' not found", "pkg-config knows no libffi"),
     ('../cairo/meson.build:31:12: ERROR: Dependency "cairo" not found (tried pkg-config and '
      'cmake)\n', 'ERROR: Dependency "cairo" not found', "pkg-config knows no cairo"),
+    ("Trying pkg-config --exists mysqlclient\nCommand 'pkg-config --exists mysqlclient' "
+     "returned non-zero exit status 1.\nCommand 'pkg-config --exists mariadb' returned "
+     "non-zero exit status 1.\nException: Can not find valid pkg-config name.\n",
+     "pkg-config --exists mysqlclient", "none of mysqlclient, mariadb"),
     ("error: no matching package named `pyo3` found\nlocation searched: crates.io index\n",
      "error: no matching package named `pyo3` found", "Rust crates"),
     ("error: can't find Rust compiler\n", "error: can't find Rust compiler", "needs Rust"),
