@@ -10,7 +10,8 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -207,3 +208,27 @@ def _place(archive: Path, root: Path, member: _Member, opener: object, budget: l
         _copy_capped(src, dst, budget, archive, limits.max_total_bytes)
     # setuid, setgid and sticky bits never survive; the owner can always read and write.
     os.chmod(target, (member.mode & 0o777) | 0o600)
+
+
+@contextmanager
+def read_members(archive: Path, max_bytes: int = 1 << 20
+                 ) -> Iterator[tuple[list[str], Callable[[str], bytes]]]:
+    """An sdist's member names and a reader for one of them, nothing extracted.
+
+    A read returns at most ``max_bytes``: this is for looking at small files
+    (pyproject.toml, top_level.txt), never for unpacking.
+    """
+    if archive.name.endswith(".zip"):
+        with zipfile.ZipFile(archive) as zf:
+            def read_zip(name: str) -> bytes:
+                with zf.open(name) as fh:
+                    return fh.read(max_bytes)
+
+            yield zf.namelist(), read_zip
+        return
+    with tarfile.open(archive) as tar:
+        def read_tar(name: str) -> bytes:
+            fh = tar.extractfile(name)
+            return fh.read(max_bytes) if fh else b""
+
+        yield tar.getnames(), read_tar

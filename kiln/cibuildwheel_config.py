@@ -228,12 +228,15 @@ def translate(
     extra_env: tuple[tuple[str, str], ...] = (),
     index: IndexOptions | None = None,
     container_engine: str = "docker",
+    config_settings: Mapping[str, str] | None = None,
 ) -> CibuildwheelConfig:
     """The cibuildwheel configuration that builds ``recipe`` for CPython ``python`` on ``target``.
 
     ``project_root`` is where cibuildwheel's ``{project}`` is while building: ``/project``
-    in Linux containers, the host folder on macOS.
+    in Linux containers, the host folder on macOS. ``config_settings`` are the ones the
+    backend gets (``kiln.pep517.effective_config_settings``); by default, the recipe's.
     """
+    settings = dict(recipe.config_settings if config_settings is None else config_settings)
     index = index or IndexOptions()
     ident = identifier(python, target)
     platform = "linux" if target.is_linux else "macos"
@@ -269,10 +272,10 @@ def translate(
         "dependency-versions": "pinned",
         "build-verbosity": 1,
     }
-    if recipe.config_settings:
+    if settings:
         options.append(("CIBW_CONFIG_SETTINGS", " ".join(
-            shlex.quote(f"{k}={v}") for k, v in recipe.config_settings)))
-        table["config-settings"] = dict(recipe.config_settings)
+            shlex.quote(f"{k}={v}") for k, v in settings.items())))
+        table["config-settings"] = settings
     if image is not None:
         key = target.arch.upper()
         options.append((f"CIBW_MANYLINUX_{key}_IMAGE", image.reference))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import tarfile
 import threading
 import warnings
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -16,6 +18,7 @@ from typing import Any, TextIO
 import pyproject_hooks
 
 from kiln import proc, toml
+from kiln.archive import read_members
 from kiln.diagnose import explain
 from kiln.errors import BuildError
 from kiln.sandbox import Bind, Sandbox
@@ -40,10 +43,24 @@ FIXED_BUILD_SETTINGS: dict[str, dict[str, str]] = {
 }
 
 
-def effective_config_settings(build_system: BuildSystem,
+def effective_config_settings(backend: str,
                               recipe_settings: Mapping[str, str]) -> dict[str, str]:
     """The recipe's config settings, plus kiln's fixed build folder for backends that need one."""
-    return {**FIXED_BUILD_SETTINGS.get(build_system.backend, {}), **recipe_settings}
+    return {**FIXED_BUILD_SETTINGS.get(backend, {}), **recipe_settings}
+
+
+def sdist_backend(archive: Path) -> str:
+    """The build backend an sdist names, read without unpacking it (PEP 517's default)."""
+    try:
+        with read_members(archive) as (names, read):
+            pyproject = next((n for n in names if n.count("/") == 1
+                              and n.endswith("/pyproject.toml")), None)
+            data = toml.loads(read(pyproject).decode("utf-8", "replace")) if pyproject else {}
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, toml.TOMLDecodeError, KeyError):
+        data = {}
+    system = data.get("build-system")
+    backend = system.get("build-backend") if isinstance(system, dict) else None
+    return backend if isinstance(backend, str) and backend else LEGACY_BACKEND
 
 
 def read_build_system(project: Path) -> BuildSystem:

@@ -7,8 +7,7 @@ import tarfile
 import tempfile
 import textwrap
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 from kiln import http, toml
+from kiln.archive import read_members
 from kiln.errors import EnvironmentSetupError, RecipeError, UsageError
 from kiln.files import write_atomic, write_new
 from kiln.interpreters import find_interpreter
@@ -42,21 +42,6 @@ class NewRecipe:
     notes: tuple[str, ...] = ()  # what to expect from this sdist's build, also in the recipe
 
 
-@contextmanager
-def _sdist_files(archive: Path) -> Iterator[tuple[list[str], Callable[[str], bytes]]]:
-    """The member names of an sdist and a reader for one of them (nothing is extracted)."""
-    if archive.name.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zf:
-            yield zf.namelist(), zf.read
-        return
-    with tarfile.open(archive) as tar:
-        def read(name: str) -> bytes:
-            fh = tar.extractfile(name)
-            return fh.read(1 << 20) if fh else b""
-
-        yield tar.getnames(), read
-
-
 def build_notes(archive: Path) -> tuple[str, ...]:
     """What a maintainer should know before building this sdist with kiln, from its files.
 
@@ -65,7 +50,7 @@ def build_notes(archive: Path) -> tuple[str, ...]:
     record the build's own paths.
     """
     try:
-        with _sdist_files(archive) as (names, read):
+        with read_members(archive) as (names, read):
             top = [n for n in names if n.count("/") == 1]
             pyproject = next((n for n in top if n.endswith("/pyproject.toml")), None)
             backend = ""
@@ -110,7 +95,7 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
 
 def guess_imports(archive: Path, project: str) -> tuple[str, ...]:
     """Top-level import names, read from the sdist's file list (nothing is extracted)."""
-    with _sdist_files(archive) as (names, read):
+    with read_members(archive) as (names, read):
         top_level = [n for n in names if n.endswith(".egg-info/top_level.txt")]
         text = read(top_level[0]).decode("utf-8", "replace") if top_level else ""
         rust_module = _maturin_module(names, read)

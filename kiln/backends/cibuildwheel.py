@@ -31,6 +31,7 @@ from kiln.cibuildwheel_config import (
 from kiln.errors import BuildError, UnsupportedError
 from kiln.fetch import unpack_sdist
 from kiln.files import sha256_file
+from kiln.pep517 import effective_config_settings, read_build_system
 from kiln.sandbox import CANONICAL_ROOT
 from kiln.targets import host_target
 
@@ -179,12 +180,14 @@ class CibuildwheelBackend:
         (ws.root / LOCK_NAME).write_text(job.lock.path.read_text(encoding="utf-8"),
                                          encoding="utf-8")
         engine = find_container_engine().name if job.target.is_linux else "docker"
+        settings = effective_config_settings(read_build_system(project).backend,
+                                             dict(job.recipe.config_settings))
         config = translate(
             job.recipe, job.interpreter.minor, job.target,
             source_date_epoch=job.source_date_epoch,
             project_root=CONTAINER_PROJECT if job.target.is_linux else str(ws.root),
             surroundings=job.surroundings, extra_env=job.extra_env, index=job.index,
-            container_engine=engine,
+            container_engine=engine, config_settings=settings,
         )
         env = {k: v for k, v in os.environ.items() if k in _PASS_THROUGH}
         env.update(config.env())
@@ -204,7 +207,8 @@ class CibuildwheelBackend:
         given = dict(config.build_environment)
         given.update(config.options)
         return RawBuild(wheels=wheels, repaired=True, environment=tuple(given.items()),
-                        isolation=_isolation(job, config))
+                        isolation=_isolation(job, config),
+                        config_settings=tuple(settings.items()))
 
 
 BACKEND = CibuildwheelBackend()

@@ -63,7 +63,7 @@ def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, 
         inner_prefix=faketime_prefix(job),
         label=job.label,
     )
-    settings = effective_config_settings(build_system, dict(job.recipe.config_settings))
+    settings = effective_config_settings(build_system.backend, dict(job.recipe.config_settings))
     name = build_wheel(build_system, run, ws.inside(ws.out), settings)
     wheel = ws.out / name
     if not wheel.is_file():

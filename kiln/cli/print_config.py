@@ -21,6 +21,7 @@ def cibuildwheel_configs(recipes: list[Path], *, pythons: tuple[str, ...],
     """One entry per recipe × Python × target: the CIBW_* variables and the TOML table."""
     from kiln.cibuildwheel_config import CONTAINER_PROJECT, translate
     from kiln.fetch import fetch_sdist, source_date_epoch
+    from kiln.pep517 import effective_config_settings, sdist_backend
     from kiln.recipe import load_recipe
     from kiln.targets import TARGETS
 
@@ -31,14 +32,18 @@ def cibuildwheel_configs(recipes: list[Path], *, pythons: tuple[str, ...],
             raise UsageError(f"{path}: --print-config shows cibuildwheel's configuration, and "
                              f"this build uses the {backend or recipe.backend} backend",
                              hint="add --backend cibuildwheel")
-        # SOURCE_DATE_EPOCH comes from the sdist, so the translation needs it (cached).
-        epoch = source_date_epoch(fetch_sdist(recipe, cache), recipe)
+        # SOURCE_DATE_EPOCH and the build backend come from the sdist (cached).
+        source = fetch_sdist(recipe, cache)
+        epoch = source_date_epoch(source, recipe)
+        settings = effective_config_settings(sdist_backend(source.path),
+                                             dict(recipe.config_settings))
         for python in pythons or recipe.pythons:
             for name in targets or recipe.targets:
                 target = TARGETS[name]
                 root = CONTAINER_PROJECT if target.is_linux else WORKSPACE_PLACEHOLDER
                 config = translate(recipe, python, target, source_date_epoch=epoch,
-                                   project_root=root, extra_env=extra_env, index=index)
+                                   project_root=root, extra_env=extra_env, index=index,
+                                   config_settings=settings)
                 entries.append({
                     "recipe": str(path), "python": python, "target": name,
                     "identifier": config.identifier,

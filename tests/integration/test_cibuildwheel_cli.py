@@ -98,3 +98,20 @@ def test_a_real_cibuildwheel_build_goes_through_kilns_stages(run_kiln, cext_reci
     assert record["repro"]["checked"] and record["repro"]["reproducible"]
     with zipfile.ZipFile(wheel) as zf:
         assert any(n.startswith("cext_demo/_speedups") for n in zf.namelist())
+
+
+def test_print_config_gives_meson_python_its_fixed_build_folder(run_kiln, tmp_path):
+    from tests.conftest import make_sdist, recipe_text
+
+    pyproject = ('[build-system]\nrequires = ["meson-python"]\n'
+                 'build-backend = "mesonpy"\n[project]\nname = "mesony"\nversion = "1.0"\n')
+    sdist = make_sdist(tmp_path / "sdists", "mesony", "1.0", {"pyproject.toml": pyproject})
+    recipe = tmp_path / "recipes" / "mesony.toml"
+    recipe.parent.mkdir(parents=True)
+    recipe.write_text(recipe_text(sdist, extra='\n[repro]\nexpected = true\n'))
+    result = run_kiln("build", "--backend", "cibuildwheel", "--print-config", "--json",
+                      "-t", "linux-x86_64", recipe, check=True)
+    entry = json.loads(result.stdout)[0]
+    assert entry["environment"]["CIBW_CONFIG_SETTINGS"] == "build-dir=build"
+    table = toml.loads(entry["toml"])["tool"]["cibuildwheel"]
+    assert table["config-settings"] == {"build-dir": "build"}
