@@ -234,15 +234,20 @@ def _test_covered(job: BuildJob, covering: JobResult, options: BuildOptions,
         return
     log_name = (f"{job.recipe.project}-{job.recipe.version}-{job.interpreter.tag}-"
                 f"{job.target.name}.log")
+    kept = options.output / "logs" / log_name
     with tempfile.TemporaryDirectory(prefix="kiln-staging-", dir=_mkdir(options.cache)) as tmp:
         log = Path(tmp) / log_name
         reporter().stage("test", f"{wheel.name} on Python {job.interpreter.minor}")
         try:
             result.covered_test = test_wheel(job, wheel, work=options.cache / "work", log=log)
-        finally:
-            if log.exists():
-                result.log = options.output / "logs" / log_name
-                copy_atomic(log, result.log)
+        except KilnError as exc:
+            if log.exists():  # the staging folder goes away; the log that says why stays
+                copy_atomic(log, kept)
+                exc.log = kept
+            raise
+        if log.exists():
+            copy_atomic(log, kept)
+            result.log = kept
 
 
 def _build_job(job: BuildJob, backend: Backend, options: BuildOptions, result: JobResult) -> None:

@@ -78,3 +78,6 @@ def test_a_newer_python_that_fails_the_tests_fails_its_row(run_kiln, tmp_path):
     assert rows["3.10"]["status"] == "built"
     assert rows["3.12"]["status"] == "failed"
     assert "test command" in rows["3.12"]["error"]["message"]
+    log = Path(rows["3.12"]["error"]["log"])
+    assert log.is_file() and log.parent == tmp_path / "wh" / "logs"
+    assert "sys.version_info < (3, 12)" in log.read_text()
