@@ -3,11 +3,13 @@ rules, and call kiln commands and options that exist."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +201,34 @@ def test_rebuild_workflow_is_scheduled_and_compares():
     assert "--rebuild-of" in _scripts(jobs["select"])
     assert "--against" in _scripts(jobs["rebuild"])
     assert "kiln audit push" in _scripts(jobs["record"])
+
+
+def test_recipe_updates_workflow_checks_read_only_and_summarises(tmp_path):
+    data = load(WORKFLOWS / "recipe-updates.yml")
+    assert data["on"]["schedule"]
+    job = data["jobs"]["check"]
+    assert job["permissions"] == {"contents": "read"}
+    script = _scripts(job)
+    assert "kiln recipe update --check --json recipes/*.toml" in script
+    assert 'exit "$status"' in script
+    # The summary is the script's own Python, run on what `kiln recipe update --json` says.
+    heredoc = script.split("<<'EOF'", 1)[1].split("\n", 1)[1]
+    summary = heredoc.split("\nEOF", 1)[0]
+    (tmp_path / "updates.json").write_text(json.dumps([
+        {"recipe": "recipes/attrs.toml", "status": "behind",
+         "version": {"old": "24.2.0", "new": "26.1.0"}},
+        {"recipe": "recipes/lxml.toml", "status": "current",
+         "version": {"old": "6.0.2", "new": "6.0.2"}},
+        {"recipe": "recipes/gone.toml", "status": "failed",
+         "error": {"message": "no release 1.0 on the index", "hint": None, "exit_code": 30}},
+    ]))
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(summary)], cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout
+    assert "3 checked, 1 behind, 1 failed" in out
+    assert "| recipes/attrs.toml | 24.2.0 | 26.1.0 | `kiln recipe update recipes/attrs.toml` |" \
+        in out
+    assert "lxml" not in out
+    assert "- recipes/gone.toml: no release 1.0 on the index" in out
 
 
 def _scripts(job: dict[str, Any]) -> str:
