@@ -85,15 +85,21 @@ def test_failing_test_fails_the_build_and_keeps_the_log(run_kiln, cext_recipe, t
     assert logs and "AssertionError" in logs[0].read_text()
 
 
-def test_a_missing_header_is_named_with_what_to_install(run_kiln, tmp_path):
-    files = cext_files()
-    files["src/speedups.c"] = "#include <kiln_no_such_lib/api.h>\n" + files["src/speedups.c"]
+def _failing_build(run_kiln, tmp_path: Path, files: dict[str, str]):
+    """`kiln build` of a fixture sdist with these files, which must fail."""
     sdist = make_sdist(tmp_path / "sdists", "cext-demo", "1.0", files)
     recipe = tmp_path / "recipes" / "cext-demo.toml"
     recipe.parent.mkdir(parents=True, exist_ok=True)
     recipe.write_text(recipe_text(sdist))
     result = run_kiln("build", recipe, "-o", tmp_path / "wh")
-    assert result.returncode != 0
+    assert result.returncode != 0, result.stdout
+    return result
+
+
+def test_a_missing_header_is_named_with_what_to_install(run_kiln, tmp_path):
+    files = cext_files()
+    files["src/speedups.c"] = "#include <kiln_no_such_lib/api.h>\n" + files["src/speedups.c"]
+    result = _failing_build(run_kiln, tmp_path, files)
     error = next(line for line in result.stderr.splitlines() if line.startswith("error:"))
     assert "the log says: " in error and "kiln_no_such_lib/api.h" in error
     hint = next(line for line in result.stderr.splitlines() if line.startswith("hint:"))
@@ -104,12 +110,7 @@ def test_a_failure_while_locking_keeps_its_log(run_kiln, tmp_path):
     files = cext_files()
     files["setup.py"] = ("import sys\nsys.stderr.write('Trying pkg-config --exists kilnlib\\n')\n"
                          "raise SystemExit('Can not find kilnlib: set KILNLIB_CFLAGS')\n")
-    sdist = make_sdist(tmp_path / "sdists", "cext-demo", "1.0", files)
-    recipe = tmp_path / "recipes" / "cext-demo.toml"
-    recipe.parent.mkdir(parents=True, exist_ok=True)
-    recipe.write_text(recipe_text(sdist))
-    result = run_kiln("build", recipe, "-o", tmp_path / "wh")
-    assert result.returncode != 0
+    result = _failing_build(run_kiln, tmp_path, files)
     log_line = next(line for line in result.stderr.splitlines() if line.startswith("log:"))
     log = Path(log_line.split(":", 1)[1].strip())
     assert log.is_file(), log_line
