@@ -87,6 +87,12 @@ def _auditwheel(raw: Path, target: Target, out_dir: Path, *, epoch: int, log: Pa
         if _TOO_RECENT.search(exc.message):
             exc.hint = ("the extension uses glibc symbols newer than the policy; build with "
                         "--backend zig to link against glibc 2.17")
+        elif "couldn't detect libc" in exc.message:
+            # kiln's gcc wrappers always link libc (kiln/compilers.py); zig drops it when
+            # nothing calls it, and auditwheel then cannot tell glibc from musl.
+            exc.hint = ("an extension in the wheel links no C library at all (it calls no "
+                        "libc function and the linker dropped libc); the native backend keeps "
+                        "libc linked, zig does not: build natively, or on an aarch64 runner")
         raise
     made = sorted(set(out_dir.iterdir()) - before)
     wheels = [p for p in made if p.suffix == ".whl"]
