@@ -48,9 +48,14 @@ class Cause:
 
 _HEADER = re.compile(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or directory")
 _LIBRARY = re.compile(r"cannot find -l([\w.+-]+)")
+_SHARED_LIBRARY = re.compile(r"\blib([\w+-]+?)\.so(?:\.[\d.]+)?: cannot open shared object file")
 _PKG_CONFIG = re.compile(
     r"(?:Package|Dependency) ['\"]?([\w.+-]+)['\"]? (?:was not found|not found)")
 _PKG_CONFIG_PROBE = re.compile(r"pkg-config --exists ([\w.+-]+)'? returned non-zero")
+# automake's check that the clock is sane, which libfaketime (the "time" variation) upsets:
+# `touch` writes the faked future time, while new files get the real one.
+_FAKED_CLOCK = re.compile(r"newly created file is older than distributed files|"
+                          r"Clock skew detected")
 _NETWORK = re.compile(
     r"Temporary failure in name resolution|Name or service not known|Network is unreachable|"
     r"Could not resolve host|getaddrinfo failed|Failed to establish a new connection|"
@@ -81,6 +86,9 @@ def explain(log: Path) -> Cause | None:
     if m := _LIBRARY.search(text):
         return Cause(m.group(0), f"the linker cannot find lib{m.group(1)}: install its "
                      "development package and list it in [build] system-requires")
+    if m := _SHARED_LIBRARY.search(text):
+        return Cause(line or m.group(0), f"lib{m.group(1)} is not installed: install its "
+                     "development package and list it in [build] system-requires")
     if m := _PKG_CONFIG.search(text):
         return Cause(line or m.group(0), f"pkg-config knows no {m.group(1)}: install its "
                      "development package (and pkg-config) and list them in [build] "
@@ -89,6 +97,11 @@ def explain(log: Path) -> Cause | None:
         return Cause(line or f"pkg-config --exists {probed[0]} failed",
                      f"pkg-config finds none of {', '.join(probed)}: install the development "
                      "package of one (and pkg-config) and list them in [build] system-requires")
+    if m := _FAKED_CLOCK.search(text):
+        return Cause(line or m.group(0), "a shifted clock upset the build's clock check: "
+                     "kiln's rebuild runs under libfaketime (the \"time\" variation), which "
+                     "fakes the time `touch` writes but not the time new files get; if only "
+                     "the --check-repro rebuild fails, add [repro] skip-variations = [\"time\"]")
     if m := _NETWORK.search(text):
         return Cause(line or m.group(0), "the build tried to reach the network, which builds "
                      "never have: the sdist downloads something while building; find what "

@@ -31,6 +31,12 @@ def _log(tmp_path, body: str):
      "pkg-config --exists mysqlclient", "none of mysqlclient, mariadb"),
     ("error: no matching package named `pyo3` found\nlocation searched: crates.io index\n",
      "error: no matching package named `pyo3` found", "Rust crates"),
+    ("checking whether build environment is sane... configure: error: newly created file is "
+     "older than distributed files!\n", "newly created file is older than distributed files",
+     'skip-variations = ["time"]'),
+    ("error: libhdf5.so: cannot open shared object file: No such file or directory\n"
+     "error: Unable to load dependency HDF5, make sure HDF5 is installed properly\n",
+     "libhdf5.so: cannot open shared object file", "libhdf5 is not installed"),
     ("error: can't find Rust compiler\n", "error: can't find Rust compiler", "needs Rust"),
     ("urllib.error.URLError: <urlopen error [Errno -3] Temporary failure in name "
      "resolution>\n", "Temporary failure in name resolution", "network"),
