@@ -338,8 +338,12 @@ def load_recipe(path: Path) -> Recipe:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise RecipeError(f"{path}: no such recipe", hint="check the path, or run "
-                          "`kiln recipe new NAME==VERSION` to write one") from exc
+        # `kiln recipe new` names a recipe by the project's normalized name
+        named = path.with_name(f"{canonicalize_name(path.stem)}{path.suffix}")
+        hint = (f"did you mean {named}? (recipes are named by the normalized project name)"
+                if named != path and named.is_file() else
+                "check the path, or run `kiln recipe new NAME==VERSION` to write one")
+        raise RecipeError(f"{path}: no such recipe", hint=hint) from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"{path}: cannot read: {exc}") from exc
     return parse_recipe(text, path)

@@ -163,3 +163,11 @@ def test_missing_file(tmp_path):
         load_recipe(tmp_path / "nope.toml")
     assert "no such recipe" in info.value.message
     assert "kiln recipe new" in (info.value.hint or "")
+
+
+def test_a_recipe_asked_for_by_its_unnormalized_name_points_at_the_real_file(tmp_path):
+    (tmp_path / "ruamel-yaml-clib.toml").write_text("")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(tmp_path / "ruamel.yaml.clib.toml")
+    assert "no such recipe" in info.value.message
+    assert f"did you mean {tmp_path / 'ruamel-yaml-clib.toml'}?" in (info.value.hint or "")
