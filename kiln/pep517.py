@@ -8,7 +8,7 @@ import tarfile
 import threading
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -49,18 +49,33 @@ def effective_config_settings(backend: str,
     return {**FIXED_BUILD_SETTINGS.get(backend, {}), **recipe_settings}
 
 
-def sdist_backend(archive: Path) -> str:
-    """The build backend an sdist names, read without unpacking it (PEP 517's default)."""
+def sdist_pyproject(names: Sequence[str], read: Callable[[str], bytes]) -> dict[str, Any]:
+    """An sdist's top-level pyproject.toml, from ``archive.read_members``; {} when absent
+    or unreadable."""
+    path = next((n for n in names if n.count("/") == 1 and n.endswith("/pyproject.toml")),
+                None)
+    if path is None:
+        return {}
     try:
-        with read_members(archive) as (names, read):
-            pyproject = next((n for n in names if n.count("/") == 1
-                              and n.endswith("/pyproject.toml")), None)
-            data = toml.loads(read(pyproject).decode("utf-8", "replace")) if pyproject else {}
-    except (OSError, tarfile.TarError, zipfile.BadZipFile, toml.TOMLDecodeError, KeyError):
-        data = {}
-    system = data.get("build-system")
+        return toml.loads(read(path).decode("utf-8", "replace"))
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, KeyError, toml.TOMLDecodeError):
+        return {}
+
+
+def backend_of(pyproject: Mapping[str, Any]) -> str:
+    """The build backend a pyproject.toml names (PEP 517's default when it names none)."""
+    system = pyproject.get("build-system")
     backend = system.get("build-backend") if isinstance(system, dict) else None
     return backend if isinstance(backend, str) and backend else LEGACY_BACKEND
+
+
+def sdist_backend(archive: Path) -> str:
+    """The build backend an sdist names, read without unpacking it."""
+    try:
+        with read_members(archive) as (names, read):
+            return backend_of(sdist_pyproject(names, read))
+    except (OSError, tarfile.TarError, zipfile.BadZipFile):
+        return LEGACY_BACKEND
 
 
 def read_build_system(project: Path) -> BuildSystem:

@@ -20,6 +20,7 @@ from kiln.archive import read_members
 from kiln.errors import EnvironmentSetupError, RecipeError, UsageError
 from kiln.files import write_atomic, write_new
 from kiln.interpreters import find_interpreter
+from kiln.pep517 import backend_of, sdist_pyproject
 from kiln.pypi import IndexFile, project_page
 from kiln.recipe import parse_recipe, render_recipe
 from kiln.targets import host_target
@@ -51,18 +52,12 @@ def build_notes(archive: Path) -> tuple[str, ...]:
     """
     try:
         with read_members(archive) as (names, read):
-            top = [n for n in names if n.count("/") == 1]
-            pyproject = next((n for n in top if n.endswith("/pyproject.toml")), None)
-            backend = ""
-            if pyproject is not None:
-                data = toml.loads(read(pyproject).decode("utf-8", "replace"))
-                system = data.get("build-system")
-                backend = str(system.get("build-backend", "")) if isinstance(system, dict) else ""
+            backend = backend_of(sdist_pyproject(names, read))
             rust = backend == "maturin" or any(n.endswith("/Cargo.toml") for n in names)
             vendored = any("/vendor/" in n and n.endswith("/Cargo.toml") for n in names) or any(
                 n.endswith(".cargo/config.toml") and b"vendored-sources" in read(n)
                 for n in names)
-    except (OSError, tarfile.TarError, zipfile.BadZipFile, toml.TOMLDecodeError, KeyError):
+    except (OSError, tarfile.TarError, zipfile.BadZipFile, KeyError):
         return ()
     notes = []
     if rust and not vendored:
@@ -126,16 +121,16 @@ def guess_imports(archive: Path, project: str) -> tuple[str, ...]:
 
 def _maturin_module(names: list[str], read: Callable[[str], bytes]) -> str:
     """A maturin project's import name: [tool.maturin] module-name, else the Rust library's."""
+    pyproject = sdist_pyproject(names, read)
+    if backend_of(pyproject) != "maturin":
+        return ""
+    tool = pyproject.get("tool")
+    maturin = tool.get("maturin") if isinstance(tool, dict) else None
+    module = maturin.get("module-name") if isinstance(maturin, dict) else None
+    if isinstance(module, str) and module:
+        return module.split(".", 1)[0]
     top = {n.split("/", 1)[1]: n for n in names if n.count("/") == 1}
     try:
-        pyproject = toml.loads(read(top["pyproject.toml"]).decode("utf-8", "replace"))
-        system, tool = pyproject.get("build-system"), pyproject.get("tool")
-        if not isinstance(system, dict) or system.get("build-backend") != "maturin":
-            return ""
-        maturin = tool.get("maturin") if isinstance(tool, dict) else None
-        module = maturin.get("module-name") if isinstance(maturin, dict) else None
-        if isinstance(module, str) and module:
-            return module.split(".", 1)[0]
         cargo = toml.loads(read(top["Cargo.toml"]).decode("utf-8", "replace"))
     except (KeyError, toml.TOMLDecodeError):
         return ""
