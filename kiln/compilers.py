@@ -27,20 +27,17 @@ def write_wrapper(target: Path, command: str, flags: list[str], *, link_libc: bo
     from a recipe); every word is quoted, so nothing in it is expanded.
     """
     run = shlex.join([*shlex.split(command), *flags])
-    if not link_libc:  # macOS: ld64 knows no --no-as-needed, and libSystem is always linked
-        target.write_text("#!/bin/sh\n# written by kiln: adds its prefix maps to every compile\n"
-                          f'exec {run} "$@"\n')
-        target.chmod(0o755)
-        return
-    target.write_text("#!/bin/sh\n"
-                      "# written by kiln: adds its prefix maps to every compile, and the C\n"
-                      "# library to every shared object it links (see kiln/compilers.py)\n"
-                      'for arg do\n'
-                      '  if [ "$arg" = -shared ]; then\n'
-                      f'    exec {run} "$@" -Wl,--no-as-needed -lc\n'
-                      '  fi\n'
-                      'done\n'
-                      f'exec {run} "$@"\n')
+    text = "#!/bin/sh\n# written by kiln: adds its prefix maps to every compile"
+    if link_libc:  # not on macOS: ld64 knows no --no-as-needed, and links libSystem anyway
+        text += ("; links the C library\n# into every shared object (see kiln/compilers.py)\n"
+                 'for arg do\n'
+                 '  if [ "$arg" = -shared ]; then\n'
+                 f'    exec {run} "$@" -Wl,--no-as-needed -lc\n'
+                 '  fi\n'
+                 'done\n')
+    else:
+        text += "\n"
+    target.write_text(text + f'exec {run} "$@"\n')
     target.chmod(0o755)
 
 
