@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from kiln.fetch import fetch_sdist  # noqa: E402
 from kiln.installer import uv_binary  # noqa: E402
-from kiln.interpreters import find_interpreter  # noqa: E402
+from kiln.toolchain.interpreters import find_interpreter  # noqa: E402
 from kiln.recipe import load_recipe  # noqa: E402
 
 

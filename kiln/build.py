@@ -10,14 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kiln import __version__, emulation
+from kiln import __version__
 from kiln.backends import Backend, BuildJob, Toolchain
-from kiln.buildenv import CANONICAL, Workspace, prefix_maps
+from kiln.buildenv import CANONICAL, Surroundings, Workspace, prefix_maps
 from kiln.errors import BuildError, KilnError
 from kiln.files import Artifact, sha256_bytes
 from kiln.progress import reporter
 from kiln.record import (
     BuildRecord,
+    CPythonRef,
     FileRef,
     InterpreterRef,
     LockedRequirement,
@@ -32,12 +33,13 @@ from kiln.record import (
     WheelRef,
 )
 from kiln.repair import repair_wheel
-from kiln.sandbox import bwrap_version
+from kiln.toolchain import emulation
+from kiln.toolchain.sandbox import bwrap_version
 from kiln.wheelfile import canonicalise, parse_name
 from kiln.wheeltest import TestOutcome, run_wheel_tests
 
 # Bumped whenever kiln changes what it does to a build in a way that changes its bytes.
-NORMALISATION_VERSION = "3"  # 3: shared objects name libc; meson-python builds in build/
+NORMALISATION_VERSION = "4"  # 4: hermetic builds; 3: shared objects name libc, meson build/
 
 
 @dataclass(frozen=True)
@@ -45,20 +47,35 @@ class BuildOutcome:
     record: BuildRecord
     wheel: Path  # the finished wheel, in the caller's staging folder
     log: Path
+    # For a reproducibility rebuild: how it differed from the build, and its compiles.
+    surroundings: Surroundings | None = None
+    interpreter: str | None = None  # the other CPython build it ran with, if any
+    compiles: str | None = None  # "cold: …" or "its own compiler cache …"
 
 
 def build_inputs(job: BuildJob, backend: Backend, toolchain: Toolchain) -> dict[str, object]:
-    """Everything that may change a build's bytes; its digest is the build id."""
-    recipe = job.recipe
+    """Everything that may change a build's bytes; its digest is the build id.
+
+    A hermetic toolchain names itself (its pins and its canonical paths): the host, its
+    interpreter build and its sandbox version are not inputs, so every host that builds a
+    recipe hermetically gives it the same id.
+    """
+    if toolchain.identity is not None:
+        return {
+            "kiln": NORMALISATION_VERSION,
+            "recipe": _recipe_inputs(job),
+            "sdist": job.source.sha256,
+            "lock": job.lock.sha256,
+            "python": job.interpreter.minor,
+            "target": job.target.name,
+            "backend": backend.name,
+            "toolchain": dict(toolchain.identity),
+            "extra_env": dict(job.extra_env),
+            "source_date_epoch": job.source_date_epoch,
+        }
     return {
         "kiln": NORMALISATION_VERSION,
-        "recipe": {
-            "name": recipe.name, "version": recipe.version,
-            "environment": dict(recipe.environment),
-            "config_settings": dict(recipe.config_settings),
-            "glibc": recipe.glibc,
-            "system_requires": {k: list(v) for k, v in recipe.system_requires},
-        },
+        "recipe": _recipe_inputs(job),
         "sdist": job.source.sha256,
         "lock": job.lock.sha256,
         "python": {"version": job.interpreter.version, "sha256": job.interpreter.sha256},
@@ -72,6 +89,17 @@ def build_inputs(job: BuildJob, backend: Backend, toolchain: Toolchain) -> dict[
         # Only when there are some, so that builds without system packages keep their ids.
         **({"system_packages": [[p.manager, p.name, p.version] for p in job.system_packages]}
            if job.system_packages else {}),
+    }
+
+
+def _recipe_inputs(job: BuildJob) -> dict[str, object]:
+    recipe = job.recipe
+    return {
+        "name": recipe.name, "version": recipe.version,
+        "environment": dict(recipe.environment),
+        "config_settings": dict(recipe.config_settings),
+        "glibc": recipe.glibc,
+        "system_requires": {k: list(v) for k, v in recipe.system_requires},
     }
 
 
@@ -95,7 +123,8 @@ def run_build(
     clock = time.monotonic()
     stages: dict[str, float] = {}
     visible = (job.interpreter.path.parent.parent, *toolchain.visible)
-    ws = Workspace.create(work, job.surroundings, visible=visible, writable=toolchain.writable)
+    ws = Workspace.create(work, job.surroundings, visible=visible, writable=toolchain.writable,
+                          fixed=toolchain.binds, hidden=toolchain.hidden)
     try:
         reporter().stage("build", job.label)
         t = time.monotonic()
@@ -199,13 +228,28 @@ def run_build(
         seconds=seconds,
         stages=stages,
         flake=_flake_revision(),
+        hermetic=toolchain.hermetic and not toolchain.not_hermetic,
+        not_hermetic=list(toolchain.not_hermetic),
+        cpython=_cpython_ref(toolchain),
     )
     return BuildOutcome(record=record, wheel=staged, log=log)
 
 
+def _cpython_ref(toolchain: Toolchain) -> CPythonRef | None:
+    described = toolchain.cpython
+    if described is None:
+        return None
+    pin = described.pin
+    return CPythonRef(minor=described.minor, headers_version=pin.version, source=pin.describe(),
+                      url=pin.urls()[0], deb_sha256=pin.sha256,
+                      headers_sha256=described.headers_sha256,
+                      sysconfig=described.sysconfig_name,
+                      sysconfig_sha256=described.sysconfig_sha256)
+
+
 def test_wheel(job: BuildJob, wheel: Path, *, work: Path, log: Path) -> TestOutcome:
     """Run the recipe's tests on ``wheel``, under emulation when it is for another machine."""
-    from kiln.targets import host_target
+    from kiln.toolchain.targets import host_target
 
     if job.target != host_target():
         return emulation.run_emulated_tests(wheel, job.recipe.test, job.interpreter.minor,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kiln.recipe import VARIATIONS, Recipe
-from kiln.sandbox import CANONICAL_ROOT, Bind, Sandbox, bwrap_path
+from kiln.toolchain.sandbox import CANONICAL_ROOT, Bind, Sandbox, bwrap_path
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,10 @@ class Surroundings:
     cpus: tuple[int, ...] | None = None
     home: str = "home"
     hash_seed: str = "0"
+    # The compiler cache a build fills: the rebuild keeps its own, so that its compiles
+    # are real compiles and not hits on what the first build compiled.
+    compile_chain: str = "build"
+    decoy_tools: bool = False  # other tools on PATH, ahead of the host's
     applied: tuple[str, ...] = ()
     skipped: tuple[tuple[str, str], ...] = ()  # (variation, why)
 
@@ -44,7 +48,7 @@ def varied(skip: tuple[str, ...] = (), *, cpu_count: int | None = None,
 
     ``unsupported`` names variations the backend cannot carry into its build, with why.
     """
-    chosen = replace(CANONICAL)
+    chosen = replace(CANONICAL, compile_chain="rebuild")
     applied: list[str] = []
     skipped: list[tuple[str, str]] = [(v, "the recipe opts out") for v in skip]
     skipped += [(v, why) for v, why in unsupported if v not in skip]
@@ -53,7 +57,13 @@ def varied(skip: tuple[str, ...] = (), *, cpu_count: int | None = None,
         if variation in skip or variation in dict(unsupported):
             continue
         why_not = ""
-        if variation == "build_path":
+        if variation == "interpreter":
+            # Chosen by the pipeline, which knows the machine's interpreters; it moves this
+            # to skipped when there is no second build of the same CPython.
+            pass
+        elif variation == "tools":
+            chosen = replace(chosen, decoy_tools=True)
+        elif variation == "build_path":
             chosen = replace(chosen, root_inside="/kiln-rebuild/a/deeper/path")
         elif variation == "umask":
             chosen = replace(chosen, umask=0o002)
@@ -97,15 +107,32 @@ class Workspace:
     surroundings: Surroundings = field(default=CANONICAL)
     visible: tuple[Path, ...] = ()
     writable: tuple[Path, ...] = ()  # host paths the build may write where they are
+    fixed: tuple[Bind, ...] = ()  # host folders shown at fixed paths (the toolchain's)
+    hidden: tuple[Path, ...] = ()  # host paths the build must not see
 
     @classmethod
     def create(cls, base: Path, surroundings: Surroundings = CANONICAL,
-               visible: tuple[Path, ...] = (), writable: tuple[Path, ...] = ()) -> Workspace:
+               visible: tuple[Path, ...] = (), writable: tuple[Path, ...] = (),
+               fixed: tuple[Bind, ...] = (), hidden: tuple[Path, ...] = ()) -> Workspace:
         base.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix="build-", dir=base))
         for sub in ("src", "out", "tmp", surroundings.home):
             (root / sub).mkdir()
-        return cls(root=root, surroundings=surroundings, visible=visible, writable=writable)
+        ws = cls(root=root, surroundings=surroundings, visible=visible, writable=writable,
+                 fixed=fixed, hidden=hidden)
+        ws.stub.write_text(HIDDEN_TOOL)
+        ws.stub.chmod(0o755)
+        if surroundings.decoy_tools:
+            write_decoys(ws.decoys)
+        return ws
+
+    @property
+    def stub(self) -> Path:
+        return self.root / "hidden-tool"
+
+    @property
+    def decoys(self) -> Path:
+        return self.root / "decoys"
 
     @property
     def src(self) -> Path:
@@ -131,9 +158,13 @@ class Workspace:
             Bind(self.env, f"{inside}/env", writable=True),
             Bind(self.out, f"{inside}/out"),
             Bind(self.home, f"{inside}/{self.surroundings.home}"),
+            *((Bind(self.decoys, f"{inside}/decoys", writable=False),)
+              if self.surroundings.decoy_tools else ()),
+            *self.fixed,
         )
         return Sandbox(binds=binds, tmp=self.root / "tmp", hostname=self.surroundings.hostname,
-                       visible=self.visible, writable=self.writable)
+                       visible=self.visible, writable=self.writable, hidden=self.hidden,
+                       stub=self.stub)
 
     def inside(self, host: Path) -> str:
         return self.sandbox.inside(host)
@@ -168,7 +199,9 @@ def build_variables(
     maps = prefix_maps(ws)
     env: dict[str, str] = dict(recipe.environment)
     env.update(extra or {})
-    path_dirs = [f"{ws.inside(ws.env)}/bin", *tool_dirs, "/usr/local/bin", "/usr/bin", "/bin"]
+    decoys = [ws.inside(ws.decoys)] if s.decoy_tools else []
+    path_dirs = [f"{ws.inside(ws.env)}/bin", *tool_dirs, *decoys, "/usr/local/bin", "/usr/bin",
+                 "/bin"]
     env.update(
         PATH=":".join(dict.fromkeys(path_dirs)),
         HOME=ws.inside(ws.home),
@@ -186,6 +219,31 @@ def build_variables(
     if s.reverse_env:
         env = dict(reversed(list(env.items())))
     return env
+
+
+# What a hidden host tool says when a hermetic build runs it anyway.
+HIDDEN_TOOL = """#!/bin/sh
+echo "kiln: $0 is the host's, and a hermetic build runs only pinned tools (kiln's zig, the \
+locked cmake, ninja and meson): see the toolchain in the build record" >&2
+exit 127
+"""
+# The --check-repro rebuild's "tools" variation: other programs of these names, ahead of the
+# host's on PATH. A build that runs only its pinned toolchain never calls them.
+DECOY_NAMES = ("cc", "gcc", "c++", "g++", "cpp", "clang", "clang++", "ld", "as", "ar", "ranlib",
+               "strip", "cmake", "ninja", "meson", "pkg-config", "python3-config")
+DECOY_TOOL = """#!/bin/sh
+echo "kiln rebuild: $0 is a decoy of the 'tools' variation; the build ran a tool from PATH \
+that is not part of its pinned toolchain" >&2
+exit 126
+"""
+
+
+def write_decoys(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in DECOY_NAMES:
+        path = folder / name
+        path.write_text(DECOY_TOOL)
+        path.chmod(0o755)
 
 
 def sandbox_available() -> bool:

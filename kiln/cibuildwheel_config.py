@@ -39,8 +39,8 @@ from kiln.buildenv import CANONICAL, Surroundings
 from kiln.errors import UnsupportedError
 from kiln.installer import PYPI_SIMPLE, IndexOptions
 from kiln.recipe import Recipe
-from kiln.sandbox import CANONICAL_ROOT
-from kiln.targets import Target
+from kiln.toolchain.sandbox import CANONICAL_ROOT
+from kiln.toolchain.targets import Target
 
 # Where the backend writes the recipe's lock, relative to the folder cibuildwheel copies
 # in as {project} (``/project`` in the container).

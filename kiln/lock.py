@@ -21,10 +21,11 @@ from kiln.errors import KilnError, LockError, RecipeError
 from kiln.fetch import FetchedSource, fetch_sdist, unpack_sdist
 from kiln.files import copy_atomic, sha256_bytes, write_atomic
 from kiln.installer import IndexOptions
-from kiln.interpreters import Interpreter, find_interpreter
 from kiln.pep517 import BuildSystem, HookRun, get_requires_for_build_wheel, read_build_system
 from kiln.progress import reporter
 from kiln.recipe import Recipe
+from kiln.toolchain import hosttools
+from kiln.toolchain.interpreters import Interpreter, find_interpreter
 
 LOCK_FORMAT = "kiln lock v1"
 _PIN = re.compile(
@@ -140,7 +141,11 @@ def check_lock(recipe: Recipe, lock: Lock, pythons: tuple[str, ...]) -> None:
 def _dynamic_requires(recipe: Recipe, source: FetchedSource, interp: Interpreter,
                       build_system: BuildSystem, work: Path, index: IndexOptions) -> list[str]:
     """What the backend asks for beyond its static requirements, under ``interp``."""
-    ws = Workspace.create(work, CANONICAL, visible=(interp.path.parent.parent,))
+    # The host's cmake, ninja, meson and pkg-config are hidden, so a backend that provides
+    # them itself when the machine lacks them (scikit-build-core, meson-python) asks for
+    # them here, and the lock pins them for every host alike.
+    ws = Workspace.create(work, CANONICAL, visible=(interp.path.parent.parent,),
+                          hidden=hosttools.build_tools())
     log = ws.root / "lock.log"
     try:
         project = unpack_sdist(source, ws.src / "unpacked")

@@ -10,16 +10,19 @@ Runners and backends, per target:
 =================  ===================  ======================================================
 target             runner               backend
 =================  ===================  ======================================================
-linux-x86_64       ubuntu-latest        the recipe's
+linux-x86_64       ubuntu-latest        the recipe's (hermetic unless it names another, or
+                                        builds against system packages: host)
 linux-aarch64      ubuntu-24.04-arm     the recipe's (``aarch64="native"``, the default)
-linux-aarch64      ubuntu-latest        zig, cross-compiling (``aarch64="zig"``, or a zig recipe)
-macos-x86_64       macos-13             native, or cibuildwheel when the recipe says so
-macos-arm64        macos-14             native, or cibuildwheel when the recipe says so
+linux-aarch64      ubuntu-latest        hermetic, cross-compiling (``aarch64="cross"``)
+macos-x86_64       macos-13             host, or cibuildwheel when the recipe says so
+macos-arm64        macos-14             host, or cibuildwheel when the recipe says so
 =================  ===================  ======================================================
 
-GitHub's arm runners are free for public repositories; ``aarch64="zig"`` keeps every
-Linux job on x86_64 runners (private repositories, or to avoid arm queues). A zig recipe
-builds its macOS targets natively on the Mac runner: zig builds Linux wheels only.
+GitHub's arm runners are free for public repositories; ``aarch64="cross"`` keeps every
+hermetic Linux job on x86_64 runners (private repositories, or to avoid arm queues); a
+recipe built with the host backend stays on the arm runner, since it cannot cross-compile.
+The hermetic backend gives the same wheel on either runner. macOS targets build with the
+host's compilers on the Mac runner: kiln's hermetic toolchain builds Linux wheels only.
 ``runners`` overrides the label of any target (self-hosted machines, newer images).
 ``alternate=True`` picks a different runner image for each target, for independent
 rebuilds (``rebuild.yml``).
@@ -33,11 +36,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.errors import KilnError, NothingToDoError, UsageError
-from kiln.recipe import Recipe, load_recipe
-from kiln.targets import TARGETS, Target
+from kiln.recipe import Recipe, default_backend, load_recipe
+from kiln.toolchain.targets import TARGETS, Target
 
 GITHUB_MAX_JOBS = 256
-AARCH64_MODES = ("native", "zig")
+AARCH64_MODES = ("native", "cross")
+AARCH64_ALIASES = {"zig": "cross"}  # the mode's name before hermetic builds were the default
 RUNNERS: Mapping[str, str] = {
     "linux-x86_64": "ubuntu-latest",
     "linux-aarch64": "ubuntu-24.04-arm",
@@ -102,17 +106,19 @@ def runner_and_backend(recipe: Recipe, target: Target, *, aarch64: str = "native
     table = ALTERNATE_RUNNERS if alternate else RUNNERS
     override = (runners or {}).get(target.name)
     if target.is_macos:
-        backend = "cibuildwheel" if recipe.backend == "cibuildwheel" else "native"
+        backend = "cibuildwheel" if recipe.backend == "cibuildwheel" else "host"
         return override or table[target.name], backend
-    cross = target.name == "linux-aarch64" and (aarch64 == "zig" or recipe.backend == "zig")
+    backend = recipe.backend or default_backend(recipe, TARGETS["linux-x86_64"])[0]
+    cross = (target.name == "linux-aarch64" and backend == "hermetic"
+             and AARCH64_ALIASES.get(aarch64, aarch64) == "cross")
     if cross:
-        return override or (ZIG_ALTERNATE_RUNNER if alternate else ZIG_RUNNER), "zig"
+        return override or (ZIG_ALTERNATE_RUNNER if alternate else ZIG_RUNNER), backend
     if override:
-        return override, recipe.backend
+        return override, backend
     if target.name not in table:
         raise UsageError(f"{recipe.path}: no GitHub-hosted runner builds {target.name}",
                          hint=f"name one: --runner {target.name}=LABEL (a self-hosted runner)")
-    return table[target.name], recipe.backend
+    return table[target.name], backend
 
 
 def _job_id(recipe: Recipe, python: str, target: str) -> str:
@@ -138,6 +144,7 @@ def build_matrix(
     if not 1 <= max_jobs <= GITHUB_MAX_JOBS:
         raise UsageError(f"--max-jobs {max_jobs}: GitHub runs 1 to {GITHUB_MAX_JOBS} jobs per "
                          "matrix")
+    aarch64 = AARCH64_ALIASES.get(aarch64, aarch64)
     if aarch64 not in AARCH64_MODES:
         raise UsageError(f"--aarch64 {aarch64}: must be one of {', '.join(AARCH64_MODES)}")
     for name in targets:
@@ -225,7 +232,7 @@ def rebuild_matrix(
     from packaging.version import Version
 
     from kiln.pypi import project_page
-    from kiln.targets import target_of_platform_tag
+    from kiln.toolchain.targets import target_of_platform_tag
     from kiln.wheelfile import parse_name
 
     recipes = [load_recipe(p) for p in sorted(paths, key=lambda p: p.as_posix())]

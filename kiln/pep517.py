@@ -21,7 +21,7 @@ from kiln import proc, toml
 from kiln.archive import read_members
 from kiln.diagnose import explain
 from kiln.errors import BuildError
-from kiln.sandbox import Bind, Sandbox
+from kiln.toolchain.sandbox import Bind, Sandbox
 
 LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 LEGACY_REQUIRES = ("setuptools>=40.8.0",)

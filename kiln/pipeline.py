@@ -25,15 +25,15 @@ from kiln.errors import KilnError, NothingToDoError, NotReproducibleError
 from kiln.fetch import FetchedSource, fetch_sdist, source_date_epoch
 from kiln.files import Artifact, copy_atomic, sha256_file
 from kiln.installer import IndexOptions
-from kiln.interpreters import find_interpreter
 from kiln.lock import Lock, check_lock, read_lock, resolve_lock
 from kiln.outcomes import record_outcomes
 from kiln.proc import CancelScope, run_in_scope
 from kiln.progress import PrefixedReporter, reporter, reporting
-from kiln.recipe import Recipe, load_recipe
+from kiln.recipe import Recipe, canonical_backend, default_backend, load_recipe
 from kiln.record import BuildRecord, FileRef, ReproRef, record_path, write_record
-from kiln.sysdeps import ensure_system_packages
-from kiln.targets import TARGETS, Target, host_target
+from kiln.toolchain.interpreters import find_interpreter, other_interpreter
+from kiln.toolchain.sysdeps import ensure_system_packages
+from kiln.toolchain.targets import TARGETS, Target, host_target
 from kiln.wheelfile import parse_name
 from kiln.wheeltest import TestOutcome
 
@@ -95,18 +95,31 @@ def _targets(recipe: Recipe, options: BuildOptions, backend_name: str) -> tuple[
     chosen, skipped = [], []
     for name in recipe.targets:
         target = TARGETS[name]
-        if backend_name == "native" and target != host:
-            how = ("use --backend zig" if target.is_linux and host.is_linux
-                   else f"build on a {target.os} host")
-            skipped.append((name, f"the native backend builds for {host.name} only; {how}"))
-        elif backend_name == "zig" and not target.is_linux:
-            skipped.append((name, "zig builds Linux wheels only; macOS needs a macOS runner"))
-        elif backend_name == "zig" and target.arch not in ("x86_64", "aarch64"):
-            skipped.append((name, "the zig backend builds x86_64 and aarch64 wheels only; "
+        if backend_name == "host" and target != host:
+            how = ("the hermetic backend builds it from any Linux host"
+                   if target.is_linux and host.is_linux else f"build on a {target.os} host")
+            skipped.append((name, f"the host backend builds for {host.name} only; {how}"))
+        elif backend_name == "hermetic" and not target.is_linux:
+            skipped.append((name, "kiln's hermetic toolchain builds Linux wheels only; macOS "
+                                  "needs a macOS runner"))
+        elif backend_name == "hermetic" and target.arch not in ("x86_64", "aarch64"):
+            skipped.append((name, "the hermetic backend builds x86_64 and aarch64 wheels only; "
                                   "use --backend cibuildwheel"))
         else:
             chosen.append(target)
     return chosen, skipped
+
+
+def choose_backend(recipe: Recipe, options: BuildOptions) -> str:
+    """The backend a build uses: the command line's, the recipe's, else kiln's default."""
+    if options.backend:
+        return canonical_backend(options.backend)
+    if recipe.backend:
+        return recipe.backend
+    chosen, why = default_backend(recipe)
+    if why:
+        reporter().note(f"{recipe.label}: building with the {chosen} backend: {why}")
+    return chosen
 
 
 def ensure_lock(recipe: Recipe, options: BuildOptions, pythons: tuple[str, ...],
@@ -116,7 +129,7 @@ def ensure_lock(recipe: Recipe, options: BuildOptions, pythons: tuple[str, ...],
         reporter().note(f"{recipe.lock_path} does not exist yet: resolving the build "
                         "requirements and writing it")
         lock = resolve_lock(recipe, cache=options.cache, index=options.index,
-                            python_paths=dict(options.python_paths), source=source)
+                            python_paths=dict(reversed(options.python_paths)), source=source)
     check_lock(recipe, lock, pythons)
     return lock
 
@@ -143,7 +156,7 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
     out: list[JobResult] = []
     try:
         recipe = load_recipe(path)
-        backend_name = options.backend or recipe.backend
+        backend_name = choose_backend(recipe, options)
         backend = get_backend(backend_name)
         pythons = _pythons(recipe, options)
         targets, skipped = _targets(recipe, options, backend_name)
@@ -168,7 +181,7 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
                                f"{target.name})", python=python, target=target.name)
             started = time.monotonic()
             try:
-                interp = find_interpreter(python, dict(options.python_paths).get(python))
+                interp = find_interpreter(python, _python_path(options, python))
                 job = BuildJob(recipe=recipe, interpreter=interp, target=target, source=source,
                                lock=lock, source_date_epoch=epoch, index=options.index,
                                surroundings=CANONICAL, cache=options.cache,
@@ -189,6 +202,11 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
             if options.fail_fast and not result.ok:
                 return out
     return out
+
+
+def _python_path(options: BuildOptions, python: str) -> Path | None:
+    """The first --python-path given for ``python`` (a second one is for the rebuild)."""
+    return next((path for minor, path in options.python_paths if minor == python), None)
 
 
 def _version_key(python: str) -> tuple[int, ...]:
@@ -297,10 +315,9 @@ def _build_staged(job: BuildJob, backend: Backend, toolchain: Toolchain, options
                              log=log)
         result.cached = True
         if options.check_repro:
-            second = _varied_build(job, backend, toolchain, work, staging)
+            second = _varied_build(job, backend, options, work, staging)
     elif options.check_repro:
-        first, second = _both_builds(job, backend, toolchain, work, staging, log,
-                                     options.run_tests)
+        first, second = _both_builds(job, backend, toolchain, options, work, staging, log)
     else:
         first = run_build(job, backend, toolchain, work=work, staging=staging / "a", log=log,
                           run_tests=options.run_tests)
@@ -317,26 +334,64 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def _varied_build(job: BuildJob, backend: Backend, toolchain: Toolchain, work: Path,
+def rebuild_job(job: BuildJob, backend: Backend, options: BuildOptions) -> BuildJob:
+    """The reproducibility twin of ``job``: the same inputs, other surroundings, another
+    CPython build of the same X.Y when the machine has one (the interpreter variation)."""
+    surroundings = varied(job.recipe.repro.skip_variations,
+                          unsupported=backend.unsupported_variations)
+    if "interpreter" not in surroundings.applied:
+        return replace(job, surroundings=surroundings)
+    other = other_interpreter(job.interpreter, explicit=tuple(
+        p for minor, p in options.python_paths if minor == job.interpreter.minor))
+    if other is None:
+        surroundings = replace(
+            surroundings, applied=tuple(v for v in surroundings.applied if v != "interpreter"),
+            skipped=(*surroundings.skipped,
+                     ("interpreter", f"no second build of CPython {job.interpreter.minor} on "
+                                     "this machine (give one with a second --python-path)")))
+        return replace(job, surroundings=surroundings)
+    return replace(job, surroundings=surroundings, interpreter=other)
+
+
+def _varied_build(job: BuildJob, backend: Backend, options: BuildOptions, work: Path,
                   staging: Path) -> BuildOutcome:
-    rebuild = replace(job, surroundings=varied(
-        job.recipe.repro.skip_variations, unsupported=backend.unsupported_variations))
+    rebuild = rebuild_job(job, backend, options)
     log = staging / "rebuild.log"
     with reporting(PrefixedReporter(reporter(), "rebuild")):
+        # Its own toolchain: its own compiler cache, and its own interpreter's view.
+        toolchain = backend.toolchain(rebuild)
+        cold = _cache_state(toolchain.compile_cache)
         # Tests already ran on the first build; the rebuild only has to make the same bytes.
-        return run_build(rebuild, backend, toolchain, work=work, staging=staging / "b", log=log,
-                         run_tests=False)
+        outcome = run_build(rebuild, backend, toolchain, work=work, staging=staging / "b",
+                            log=log, run_tests=False)
+    return replace(outcome, compiles=cold, surroundings=rebuild.surroundings,
+                   interpreter=(f"{rebuild.interpreter.version} at {rebuild.interpreter.path}"
+                                if rebuild.interpreter != job.interpreter else None))
 
 
-def _both_builds(job: BuildJob, backend: Backend, toolchain: Toolchain, work: Path,
-                 staging: Path, log: Path, run_tests: bool) -> tuple[BuildOutcome, BuildOutcome]:
+def _cache_state(cache: Path | None) -> str | None:
+    """Whether a compiler cache holds anything yet (a rebuild's compiles are then cold)."""
+    if cache is None:
+        return None
+    try:
+        entries = sum(1 for _ in (cache / "o").iterdir()) if (cache / "o").is_dir() else 0
+    except OSError:
+        entries = 0
+    if entries == 0:
+        return f"cold: its own compiler cache ({cache.name}) was empty"
+    return (f"its own compiler cache ({cache.name}, {entries} objects from earlier rebuilds; "
+            "never the build's)")
+
+
+def _both_builds(job: BuildJob, backend: Backend, toolchain: Toolchain, options: BuildOptions,
+                 work: Path, staging: Path, log: Path) -> tuple[BuildOutcome, BuildOutcome]:
     """The build and its varied rebuild: side by side when there are cores for both."""
     def first() -> BuildOutcome:
         return run_build(job, backend, toolchain, work=work, staging=staging / "a", log=log,
-                         run_tests=run_tests)
+                         run_tests=options.run_tests)
 
     def second() -> BuildOutcome:
-        return _varied_build(job, backend, toolchain, work, staging)
+        return _varied_build(job, backend, options, work, staging)
 
     if (os.cpu_count() or 1) < 2:
         return first(), second()
@@ -363,9 +418,7 @@ def _compare(job: BuildJob, backend: Backend, first: BuildOutcome, second: Build
 
     reporter().stage("compare", first.wheel.name)
     report = compare_wheels(first.wheel, second.wheel, surroundings=second.record,
-                            first_record=first.record,
-                            variations=varied(job.recipe.repro.skip_variations,
-                                              unsupported=backend.unsupported_variations))
+                            first_record=first.record, variations=second.surroundings)
     report_path = options.output / f"{first.wheel.name}.repro.json"
     report = write_report(report, report_path, diffoscope=options.diffoscope,
                           wheels=(first.wheel, second.wheel))
@@ -377,6 +430,8 @@ def _compare(job: BuildJob, backend: Backend, first: BuildOutcome, second: Build
         skipped=dict(report.skipped),
         expected=job.recipe.repro.expected,
         report=report_path.name,
+        rebuild_interpreter=second.interpreter,
+        rebuild_compiles=second.compiles,
     )})
     if not report.reproducible:
         if job.recipe.repro.expected:

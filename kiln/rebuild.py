@@ -12,7 +12,7 @@ from kiln.errors import KilnError, UsageError
 from kiln.pipeline import BuildOptions, JobResult, build_recipes
 from kiln.recipe import load_recipe
 from kiln.repro import ReproReport, compare_wheels, write_report
-from kiln.targets import target_of_platform_tag
+from kiln.toolchain.targets import target_of_platform_tag
 from kiln.wheelfile import parse_name
 
 

@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 from kiln import toml
 from kiln.errors import RecipeError
 from kiln.files import sha256_bytes
-from kiln.targets import TARGETS, host_target
+from kiln.toolchain.targets import TARGETS, Target, host_target
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 PROJECT_NAME = re.compile(r"([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
@@ -29,9 +29,14 @@ SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 PYTHON_VERSION = re.compile(r"3\.(\d{1,2})\Z")
 GLIBC_VERSION = re.compile(r"2\.(\d{1,2})\Z")
 
-BACKENDS = ("native", "zig", "cibuildwheel")
+BACKENDS = ("hermetic", "host", "cibuildwheel")
+# Earlier names, still accepted: zig was the hermetic toolchain before it was the default,
+# native the host's compilers.
+BACKEND_ALIASES = {"zig": "hermetic", "native": "host"}
 # The surroundings a second build varies (see kiln.repro); a recipe may opt out of some.
 VARIATIONS = (
+    "interpreter",
+    "tools",
     "build_path",
     "umask",
     "time",
@@ -94,7 +99,7 @@ class Recipe:
     source_sha256: str
     pythons: tuple[str, ...]
     targets: tuple[str, ...]
-    backend: str
+    backend: str | None  # None: not named, kiln picks (see default_backend)
     environment: tuple[tuple[str, str], ...]  # sorted (name, value)
     config_settings: tuple[tuple[str, str], ...]
     glibc: str
@@ -120,6 +125,24 @@ class Recipe:
 
     def system_packages(self, manager: str) -> tuple[str, ...]:
         return dict(self.system_requires).get(manager, ())
+
+
+def canonical_backend(name: str) -> str:
+    """A backend's current name (``zig`` → ``hermetic``, ``native`` → ``host``)."""
+    return BACKEND_ALIASES.get(name, name)
+
+
+def default_backend(recipe: Recipe, host: Target | None = None) -> tuple[str, str]:
+    """The backend of a recipe that names none, and why: hermetic on Linux, unless the
+    recipe builds against the host's system packages; the host's compilers on macOS."""
+    host = host or host_target()
+    if not host.is_linux:
+        return "host", "kiln's hermetic toolchain builds Linux wheels; this host is not Linux"
+    needs = recipe.system_packages("debian")
+    if needs:
+        return "host", (f"the recipe builds against the host's system packages "
+                        f"({', '.join(needs)}), which a hermetic build cannot see")
+    return "hermetic", ""
 
 
 def _suggest(word: str, choices: Any) -> str:
@@ -230,11 +253,14 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     if not targets:
         raise check.fail("[build] targets", "is empty")
 
-    backend = build.get("backend", "native")
-    if backend not in BACKENDS:
-        raise check.fail("[build] backend",
-                         f"unknown backend '{backend}'{_suggest(backend, BACKENDS)}",
-                         hint=f"backends: {', '.join(BACKENDS)}")
+    backend = build.get("backend")
+    if backend is not None:
+        backend = BACKEND_ALIASES.get(backend, backend)
+        if backend not in BACKENDS:
+            raise check.fail("[build] backend",
+                             f"unknown backend '{backend}'"
+                             f"{_suggest(backend, (*BACKENDS, *BACKEND_ALIASES))}",
+                             hint=f"backends: {', '.join(BACKENDS)}")
 
     environment = _env_table(check, "[build] environment", build.get("environment", {}))
     for name_ in dict(environment):

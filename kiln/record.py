@@ -72,6 +72,19 @@ class ToolRef(Model):
     sha256: str = ""
 
 
+class CPythonRef(Model):
+    """The target CPython as kiln fixed it for a hermetic build (kiln.toolchain.cpython)."""
+
+    minor: str
+    headers_version: str  # the CPython release the pinned headers are from
+    source: str  # "debian bookworm libpython3.11-dev 3.11.2-6+deb12u8"
+    url: str
+    deb_sha256: str
+    headers_sha256: str  # the header tree the build saw at /kiln/python
+    sysconfig: str  # the _PYTHON_SYSCONFIGDATA_NAME module
+    sysconfig_sha256: str
+
+
 class WheelRef(Model):
     filename: str
     sha256: str
@@ -122,6 +135,10 @@ class ReproRef(Model):
     expected: bool = True
     report: str | None = None
     against: str | None = None
+    # What the rebuild ran with, where it differed from the build (the interpreter
+    # variation), and whether its compiles were cold or hits on its own earlier compiles.
+    rebuild_interpreter: str | None = None
+    rebuild_compiles: str | None = None
 
 
 class BuildRecord(Model):
@@ -153,6 +170,12 @@ class BuildRecord(Model):
     stages: dict[str, float]
     cached: bool = False
     flake: str | None = None
+    # Only pinned inputs reached the build (kiln's toolchain and CPython description, the
+    # lock, the sdist), and the host's tools were hidden; when false, ``not_hermetic`` says
+    # what of the host the wheel may depend on.
+    hermetic: bool = False
+    not_hermetic: list[str] = Field(default_factory=list)
+    cpython: CPythonRef | None = None
 
     @property
     def wheel(self) -> WheelRef:

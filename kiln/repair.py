@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kiln import proc
 from kiln.errors import RepairError, UnsupportedError
-from kiln.targets import Target, host_target
+from kiln.toolchain.targets import Target, host_target
 from kiln.wheelfile import elf_members, parse_name
 
 
@@ -88,7 +88,7 @@ def _auditwheel(raw: Path, target: Target, out_dir: Path, *, epoch: int, log: Pa
             exc.hint = ("the extension uses glibc symbols newer than the policy; build with "
                         "--backend zig to link against glibc 2.17")
         elif "couldn't detect libc" in exc.message:
-            # kiln's gcc wrappers always link libc (kiln/compilers.py); zig drops it when
+            # kiln's gcc wrappers always link libc (kiln/toolchain/compilers.py); zig drops it when
             # nothing calls it, and auditwheel then cannot tell glibc from musl.
             exc.hint = ("an extension in the wheel links no C library at all (it calls no "
                         "libc function and the linker dropped libc); the native backend keeps "

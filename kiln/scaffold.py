@@ -19,11 +19,11 @@ from kiln import http, toml
 from kiln.archive import read_members
 from kiln.errors import EnvironmentSetupError, RecipeError, UsageError
 from kiln.files import write_atomic, write_new
-from kiln.interpreters import find_interpreter
 from kiln.pep517 import backend_of, sdist_pyproject
 from kiln.pypi import IndexFile, project_page
 from kiln.recipe import parse_recipe, render_recipe
-from kiln.targets import host_target
+from kiln.toolchain.interpreters import find_interpreter
+from kiln.toolchain.targets import host_target
 
 _NOT_PACKAGES = {"test", "tests", "testing", "doc", "docs", "example", "examples", "benchmark",
                  "benchmarks", "bench", "scripts", "tools", "build", "ci", "src", "third_party",

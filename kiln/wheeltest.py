@@ -11,9 +11,9 @@ from pathlib import Path
 from kiln import installer, proc
 from kiln.errors import WheelTestError
 from kiln.installer import IndexOptions
-from kiln.interpreters import Interpreter
 from kiln.recipe import TestSpec
-from kiln.sandbox import Sandbox
+from kiln.toolchain.interpreters import Interpreter
+from kiln.toolchain.sandbox import Sandbox
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Build backends: how a raw wheel gets made. One small protocol, one registry.
 
-``native`` builds with the host's compiler for the host; ``zig`` cross-compiles with a
-pinned zig; ``cibuildwheel`` hands the sdist to cibuildwheel's containers and runners.
-The pipeline only ever sees ``Backend``.
+``hermetic`` (the default on Linux) builds with kiln's pinned toolchain and CPython
+description for any Linux target, from any Linux host; ``host`` builds with the host's
+compilers and libraries for the host; ``cibuildwheel`` hands the sdist to cibuildwheel's
+containers and runners. The pipeline only ever sees ``Backend``; what a backend builds
+with comes from ``kiln.toolchain``.
 """
 
 from __future__ import annotations
@@ -17,19 +19,14 @@ from kiln.buildenv import Surroundings, Workspace
 from kiln.errors import UsageError
 from kiln.fetch import FetchedSource
 from kiln.installer import IndexOptions
-from kiln.interpreters import Interpreter
 from kiln.lock import Lock
-from kiln.recipe import BACKENDS, Recipe
-from kiln.sysdeps import SystemPackage
-from kiln.targets import Target
-
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    version: str
-    path: str = ""
-    sha256: str = ""
+from kiln.recipe import BACKENDS, Recipe, canonical_backend
+from kiln.toolchain.cpython import CPythonDescription
+from kiln.toolchain.interpreters import Interpreter
+from kiln.toolchain.sandbox import Bind
+from kiln.toolchain.sysdeps import SystemPackage
+from kiln.toolchain.targets import Target
+from kiln.toolchain.tool import Tool
 
 
 @dataclass(frozen=True)
@@ -40,10 +37,21 @@ class Toolchain:
     env: tuple[tuple[str, str], ...] = ()  # CC, CXX … for the build step
     tool_dirs: tuple[str, ...] = ()  # prepended to the build's PATH
     visible: tuple[Path, ...] = ()  # host paths the sandbox must show
-    writable: tuple[Path, ...] = ()  # host paths the build may write (zig's compiler cache)
+    writable: tuple[Path, ...] = ()  # host paths the build may write where they are
+    binds: tuple[Bind, ...] = ()  # host folders the sandbox shows at fixed paths
+    hidden: tuple[Path, ...] = ()  # host files and folders the build must not see
     cross: bool = False
     policy: str | None = None  # the auditwheel policy to aim for ("manylinux_2_17_aarch64")
     notes: tuple[str, ...] = ()
+    # A hermetic toolchain: only pinned inputs reach the build. ``not_hermetic`` says what
+    # kept a build with it from being hermetic on this host (no bubblewrap to hide the
+    # host's tools) or, for the host backend, why it is not.
+    hermetic: bool = False
+    not_hermetic: tuple[str, ...] = ()
+    cpython: CPythonDescription | None = None  # the target CPython as kiln fixes it
+    # What names the toolchain in a build id when ``env`` holds this host's paths.
+    identity: tuple[tuple[str, str], ...] | None = None
+    compile_cache: Path | None = None  # the compiler cache this build fills (its own chain)
 
 
 @dataclass(frozen=True)
@@ -102,12 +110,13 @@ class Backend(Protocol):
         ...
 
 
-_MODULES = {"native": "kiln.backends.native", "zig": "kiln.backends.zig",
+_MODULES = {"hermetic": "kiln.backends.hermetic", "host": "kiln.backends.host",
             "cibuildwheel": "kiln.backends.cibuildwheel"}
 
 
 @functools.cache
 def get_backend(name: str) -> Backend:
+    name = canonical_backend(name)
     if name not in BACKENDS:
         raise UsageError(f"unknown backend '{name}'", hint=f"backends: {', '.join(BACKENDS)}")
     module = importlib.import_module(_MODULES[name])

@@ -32,8 +32,8 @@ from kiln.errors import BuildError, UnsupportedError
 from kiln.fetch import unpack_sdist
 from kiln.files import sha256_file
 from kiln.pep517 import effective_config_settings, read_build_system
-from kiln.sandbox import CANONICAL_ROOT
-from kiln.targets import host_target
+from kiln.toolchain.sandbox import CANONICAL_ROOT
+from kiln.toolchain.targets import host_target
 
 # What cibuildwheel and the container engine may see of the caller's environment.
 _PASS_THROUGH = ("PATH", "HOME", "USER", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME",

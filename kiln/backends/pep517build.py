@@ -1,4 +1,4 @@
-"""The PEP 517 build both the native and the zig backend run: only the compiler differs."""
+"""The PEP 517 build the hermetic and the host backend run: only the toolchain differs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 from kiln import installer
 from kiln.backends import BuildJob, RawBuild, Toolchain
 from kiln.buildenv import Workspace, build_variables, prefix_map_flags
-from kiln.compilers import wrap_compilers
 from kiln.errors import BuildError
 from kiln.fetch import unpack_sdist
 from kiln.pep517 import (
@@ -18,6 +17,7 @@ from kiln.pep517 import (
     effective_config_settings,
     read_build_system,
 )
+from kiln.toolchain.compilers import wrap_compilers
 
 
 def faketime_prefix(job: BuildJob) -> list[str]:
@@ -30,10 +30,12 @@ def cpu_prefix(job: BuildJob) -> list[str]:
 
 
 def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, *,
-                 check_backend: Callable[[BuildSystem], None] | None = None) -> RawBuild:
+                 check_backend: Callable[[BuildSystem], None] | None = None,
+                 prepare_env: Callable[[Path], None] | None = None) -> RawBuild:
     """Unpack, install the lock into a fresh venv, run build_wheel in the sandbox.
 
-    ``check_backend`` may refuse the sdist's build backend (raise) before anything runs.
+    ``check_backend`` may refuse the sdist's build backend (raise) before anything runs;
+    ``prepare_env`` may add to the build's venv once the lock is installed in it.
     """
     project = unpack_sdist(job.source, ws.src)
     build_system = read_build_system(project)
@@ -45,6 +47,8 @@ def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, 
     installer.install(python, requirement_files=[lock_file], index=job.index, log=log,
                       require_hashes=True, no_deps=True,
                       what=f"{job.label}: installing the locked build requirements")
+    if prepare_env is not None:
+        prepare_env(ws.env)
     env = build_variables(job.recipe, ws, source_date_epoch=job.source_date_epoch,
                           extra={**dict(toolchain.env), **dict(job.extra_env)},
                           tool_dirs=toolchain.tool_dirs)

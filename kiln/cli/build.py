@@ -24,7 +24,7 @@ from kiln.errors import BuildsFailedError, KilnError, UsageError
 from kiln.installer import PYPI_SIMPLE
 from kiln.progress import reporting
 from kiln.recipe import BACKENDS, ENV_NAME, RESERVED_ENV
-from kiln.targets import TARGETS
+from kiln.toolchain.targets import TARGETS
 
 PythonOption = Annotated[list[str] | None, typer.Option(
     "--python", "-p", help="CPython version to build for (repeatable) [default: the recipe's].")]

@@ -25,7 +25,7 @@ from kiln.errors import KilnError, UnsupportedError, UsageError
 from kiln.installer import PYPI_SIMPLE
 from kiln.progress import reporting
 from kiln.recipe import TestSpec
-from kiln.targets import TARGETS, Target, host_target, target_of_platform_tag
+from kiln.toolchain.targets import TARGETS, Target, host_target, target_of_platform_tag
 from kiln.wheelfile import parse_name
 
 _CPYTHON_TAG = re.compile(r"cp3(\d+)\Z")
@@ -86,9 +86,9 @@ def test_command(
     json_output: JsonOption = False,
 ) -> None:
     """Install WHEEL alone and run its tests; under qemu-user when it is for another machine."""
-    from kiln import emulation
-    from kiln.interpreters import find_interpreter
     from kiln.recipe import load_recipe
+    from kiln.toolchain import emulation
+    from kiln.toolchain.interpreters import find_interpreter
     from kiln.wheeltest import run_wheel_tests
 
     wheel = wheel.absolute()
@@ -136,7 +136,7 @@ def sysroot_command(
     json_output: JsonOption = False,
 ) -> None:
     """Unpack a foreign CPython from Debian's packages into kiln's cache (no root needed)."""
-    from kiln import emulation
+    from kiln.toolchain import emulation
 
     if target not in TARGETS:
         raise UsageError(f"unknown target '{target}'", hint=f"targets: {', '.join(TARGETS)}")

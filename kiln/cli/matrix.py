@@ -76,7 +76,7 @@ def matrix(
         "--chunks", help="Print a list of matrices of at most --max-jobs jobs each.")] = False,
     aarch64: Annotated[str, typer.Option(
         "--aarch64", help="linux-aarch64 builds: 'native' on ubuntu-24.04-arm runners, or "
-                          "'zig' cross-compiling on ubuntu-latest.")] = "native",
+                          "'cross' (hermetic, cross-compiling) on ubuntu-latest.")] = "native",
     alternate: Annotated[bool, typer.Option(
         "--alternate", help="Different runner images (for independent rebuilds).")] = False,
     runner: Annotated[list[str] | None, typer.Option(

@@ -23,7 +23,7 @@ def cibuildwheel_configs(recipes: list[Path], *, pythons: tuple[str, ...],
     from kiln.fetch import fetch_sdist, source_date_epoch
     from kiln.pep517 import effective_config_settings, sdist_backend
     from kiln.recipe import load_recipe
-    from kiln.targets import TARGETS
+    from kiln.toolchain.targets import TARGETS
 
     entries = []
     for path in recipes:

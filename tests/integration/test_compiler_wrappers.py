@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from kiln.compilers import wrap_compilers
+from kiln.toolchain.compilers import wrap_compilers
 
 
 def test_a_shared_object_always_names_the_c_library(tmp_path):

@@ -22,8 +22,8 @@ def _forbid_subprocess(monkeypatch: pytest.MonkeyPatch) -> None:
 def with_bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pretend bubblewrap, faketime and taskset are installed."""
     import kiln.buildenv
-    import kiln.sandbox
+    import kiln.toolchain.sandbox
 
-    monkeypatch.setattr(kiln.sandbox, "bwrap_path", lambda: Path("/usr/bin/bwrap"))
+    monkeypatch.setattr(kiln.toolchain.sandbox, "bwrap_path", lambda: Path("/usr/bin/bwrap"))
     monkeypatch.setattr(kiln.buildenv, "bwrap_path", lambda: Path("/usr/bin/bwrap"))
     monkeypatch.setattr(kiln.buildenv.shutil, "which", lambda name: f"/usr/bin/{name}")

@@ -22,7 +22,7 @@ from kiln.cibuildwheel_config import (
 from kiln.errors import UnsupportedError
 from kiln.installer import IndexOptions
 from kiln.recipe import parse_recipe
-from kiln.targets import TARGETS
+from kiln.toolchain.targets import TARGETS
 
 cibw_options = pytest.importorskip("cibuildwheel.options", reason="cibuildwheel is not installed "
                                    "(pip install -e '.[test]')")

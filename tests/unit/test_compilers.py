@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from kiln.compilers import wrap_compilers
+from kiln.toolchain.compilers import wrap_compilers
 
 
 def test_wrappers_call_the_right_compiler_with_the_flags(tmp_path):

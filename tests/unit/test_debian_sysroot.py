@@ -6,10 +6,10 @@ import zipfile
 
 import pytest
 
-from kiln import debian, emulation
+from kiln.toolchain import debian, emulation
 from kiln.cli.emulation import import_smoke_test, wheel_target_and_python
 from kiln.errors import EnvironmentSetupError, UnsupportedError, UsageError, VerificationError
-from kiln.targets import TARGETS
+from kiln.toolchain.targets import TARGETS
 
 RELEASE = """\
 Origin: Debian

@@ -70,33 +70,44 @@ def test_one_entry_per_recipe_python_and_target_with_runner_and_backend(tmp_path
     assert jobs[("3.10", "linux-aarch64")]["runner"] == "ubuntu-24.04-arm"
     assert jobs[("3.11", "macos-x86_64")]["runner"] == "macos-13"
     assert jobs[("3.11", "macos-arm64")]["runner"] == "macos-14"
-    assert {e["backend"] for e in matrix["include"]} == {"native"}
+    assert {e["backend"] for e in matrix["include"] if e["target"].startswith("linux")} == \
+        {"hermetic"}
+    assert {e["backend"] for e in matrix["include"] if e["target"].startswith("macos")} == \
+        {"host"}
     entry = jobs[("3.11", "linux-aarch64")]
     assert entry == {"id": "demo-1.0-cp311-linux-aarch64", "recipe": recipe.as_posix(),
                      "name": "demo", "version": "1.0", "python": "3.11",
                      "target": "linux-aarch64", "runner": "ubuntu-24.04-arm",
-                     "backend": "native"}
+                     "backend": "hermetic"}
     # Python versions stay strings: GitHub must not read 3.10 as the number 3.1.
     assert all(isinstance(e["python"], str) for e in matrix["include"])
 
 
-def test_aarch64_by_zig_runs_on_x86_64_runners(tmp_path):
+def test_aarch64_cross_runs_on_x86_64_runners(tmp_path):
     recipe = write_recipe(tmp_path, "demo", targets=ALL_TARGETS)
-    jobs = {e["target"]: e for e in build_matrix([recipe], aarch64="zig").single()["include"]}
+    for mode in ("cross", "zig"):  # zig: the mode's earlier name
+        jobs = {e["target"]: e for e in build_matrix([recipe], aarch64=mode).single()["include"]}
+        assert (jobs["linux-aarch64"]["runner"], jobs["linux-aarch64"]["backend"]) == (
+            "ubuntu-latest", "hermetic")
+        assert jobs["linux-x86_64"]["backend"] == "hermetic"
+        assert jobs["macos-arm64"]["backend"] == "host"
+
+
+def test_a_host_recipe_stays_on_the_arm_runner_when_others_cross(tmp_path):
+    recipe = write_recipe(tmp_path, "demo", targets=ALL_TARGETS, backend="host")
+    jobs = {e["target"]: e for e in build_matrix([recipe], aarch64="cross").single()["include"]}
     assert (jobs["linux-aarch64"]["runner"], jobs["linux-aarch64"]["backend"]) == (
-        "ubuntu-latest", "zig")
-    assert jobs["linux-x86_64"]["backend"] == "native"
-    assert jobs["macos-arm64"]["backend"] == "native"
+        "ubuntu-24.04-arm", "host")
 
 
-def test_a_zig_recipe_cross_builds_linux_and_builds_macos_natively(tmp_path):
+def test_a_zig_recipe_is_hermetic_and_builds_macos_with_the_host(tmp_path):
     recipe = write_recipe(tmp_path, "demo", targets=ALL_TARGETS, backend="zig")
     jobs = {e["target"]: e for e in build_matrix([recipe]).single()["include"]}
-    assert jobs["linux-aarch64"]["runner"] == "ubuntu-latest"
-    assert jobs["linux-aarch64"]["backend"] == "zig"
-    assert jobs["linux-x86_64"]["backend"] == "zig"
+    assert jobs["linux-aarch64"]["runner"] == "ubuntu-24.04-arm"
+    assert jobs["linux-aarch64"]["backend"] == "hermetic"
+    assert jobs["linux-x86_64"]["backend"] == "hermetic"
     assert (jobs["macos-arm64"]["runner"], jobs["macos-arm64"]["backend"]) == ("macos-14",
-                                                                              "native")
+                                                                              "host")
 
 
 def test_a_cibuildwheel_recipe_keeps_cibuildwheel_everywhere(tmp_path):

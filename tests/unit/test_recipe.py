@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from kiln.errors import RecipeError
-from kiln.recipe import load_recipe, parse_recipe
+from kiln.recipe import default_backend, load_recipe, parse_recipe
+from kiln.toolchain.targets import TARGETS
 
 GOOD = """
 [package]
@@ -122,6 +123,27 @@ def test_backend_typo_in_build_table():
                         'targets = ["linux-x86_64"]\nbackend = "zgi"')
     error = fails(text)
     assert "[build] backend" in error.message and "did you mean 'zig'" in error.message
+    error = fails(text.replace('"zgi"', '"hermtic"'))
+    assert "did you mean 'hermetic'" in error.message
+    assert "hermetic, host, cibuildwheel" in (error.hint or "")
+
+
+def test_earlier_backend_names_are_read_as_todays():
+    for old, new in (("zig", "hermetic"), ("native", "host")):
+        text = GOOD.replace('targets = ["linux-x86_64", "linux-aarch64"]',
+                            f'targets = ["linux-x86_64"]\nbackend = "{old}"')
+        assert parse_recipe(text, Path("r.toml")).backend == new
+
+
+def test_a_recipe_that_names_no_backend_is_hermetic_unless_it_needs_system_packages():
+    plain = parse_recipe(GOOD, Path("r.toml"))
+    assert plain.backend is None
+    assert default_backend(plain, TARGETS["linux-x86_64"]) == ("hermetic", "")
+    needs = parse_recipe(GOOD.replace("[build]\n", '[build]\nsystem-requires = '
+                                      '{ debian = ["libxml2-dev"] }\n'), Path("r.toml"))
+    backend, why = default_backend(needs, TARGETS["linux-x86_64"])
+    assert backend == "host" and "libxml2-dev" in why
+    assert default_backend(plain, TARGETS["macos-arm64"])[0] == "host"
 
 
 def test_python_versions():

@@ -6,7 +6,7 @@ import pytest
 
 from kiln import repair
 from kiln.errors import RepairError
-from kiln.targets import TARGETS
+from kiln.toolchain.targets import TARGETS
 
 
 @pytest.mark.parametrize(("said", "hint"), [

@@ -10,18 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from kiln import sysdeps
+from kiln.toolchain import sysdeps
 from kiln.backends import BuildJob, Tool, Toolchain
 from kiln.build import build_id, build_inputs
 from kiln.buildenv import CANONICAL
 from kiln.errors import EnvironmentSetupError
 from kiln.fetch import FetchedSource
 from kiln.installer import IndexOptions
-from kiln.interpreters import Interpreter
+from kiln.toolchain.interpreters import Interpreter
 from kiln.lock import Lock
 from kiln.recipe import parse_recipe
-from kiln.sysdeps import SystemPackage
-from kiln.targets import TARGETS
+from kiln.toolchain.sysdeps import SystemPackage
+from kiln.toolchain.targets import TARGETS
 
 SHA = "a" * 64
 

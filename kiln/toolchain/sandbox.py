@@ -90,6 +90,10 @@ class Sandbox:
     visible: tuple[Path, ...] = field(default=())
     # Host paths the build may write where they are (a compiler cache shared by builds).
     writable: tuple[Path, ...] = field(default=())
+    # Host files and folders the build must not see (the host's compilers and headers,
+    # for a hermetic build): each file is replaced by ``stub``, each folder by an empty one.
+    hidden: tuple[Path, ...] = field(default=())
+    stub: Path | None = None
 
     @property
     def isolated(self) -> bool:
@@ -106,6 +110,15 @@ class Sandbox:
         if host == self.tmp or self.tmp in host.parents:
             return "/tmp" + str(host)[len(str(self.tmp)):]
         return str(host)
+
+    def _hiding(self) -> list[str]:
+        args: list[str] = []
+        for path in self.hidden:
+            if path.is_dir():
+                args += ["--tmpfs", str(path), "--remount-ro", str(path)]
+            elif path.exists() and self.stub is not None:
+                args += ["--ro-bind", str(self.stub), str(path)]
+        return args
 
     def network_note(self) -> str:
         if self.isolated:
@@ -147,6 +160,7 @@ class Sandbox:
                 args += ["--ro-bind", str(path), str(path)]
         for path in self.writable:
             args += ["--bind", str(path), str(path)]
+        args += self._hiding()
         for bind in (*self.binds, *extra_binds):
             args += ["--bind" if bind.writable else "--ro-bind", str(bind.host), bind.inside]
         if cwd:

@@ -1,4 +1,5 @@
-"""The zig backend's pure parts: the pin, the target triple, the wrappers, cross refusals."""
+"""The hermetic toolchain's pure parts: the zig pin, the target triple, the wrappers, the
+host tools it hides, cross refusals."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from kiln.backends import zig
+from kiln.backends import hermetic
+from kiln.toolchain import zig
 from kiln.errors import EnvironmentSetupError, UnsupportedError
 from kiln.pep517 import BuildSystem
 from kiln.repair import _meets
-from kiln.sandbox import Sandbox
-from kiln.targets import TARGETS
+from kiln.toolchain.sandbox import Sandbox
+from kiln.toolchain.targets import TARGETS
 
 SHA = "a" * 64
 
@@ -54,29 +56,37 @@ def test_triples_follow_target_and_glibc():
 
 def test_wrappers_quote_every_path_and_carry_the_target(tmp_path):
     odd = tmp_path / "cache with space/$HOME/`x`"
-    install = zig.ZigInstall(odd / "tools" / "ziglang-0.15.2", "0.15.2", SHA)
-    scripts = zig.wrapper_scripts(install, "aarch64-linux-gnu.2.17", odd / "zig-cache",
-                                  odd / "include")
+    layout = zig.ZigLayout(str(odd / "ziglang-0.15.2"), str(odd / "zig-cache"), str(odd / "bin"))
+    scripts = zig.wrapper_scripts(layout, "0.15.2", "aarch64-linux-gnu.2.17",
+                                  ((str(odd / "python"), "/kiln/python"),))
     assert {"cc", "c++", "ar", "ranlib", "gcc", "g++"} <= set(scripts)
     for name, text in scripts.items():
         assert text.startswith("#!/bin/sh\n")
         exec_line = text.splitlines()[-1]
         words = shlex.split(exec_line)  # what sh will see: no expansion inside quotes
         assert words[0] == "exec"
-        assert words[1] == str(install.zig)
+        assert words[1] == f"{layout.install}/ziglang/zig"
         assert words[-1] == "$@"
         if name in ("cc", "gcc", "c++", "g++"):
             assert words[3:5] == ["-target", "aarch64-linux-gnu.2.17"]
             assert "-fno-sanitize=undefined" in words
-            assert f"-ffile-prefix-map={install.lib}={zig.ZIG_LIB_CANONICAL}" in words
-            assert f"-ffile-prefix-map={odd / 'zig-cache'}={zig.ZIG_CACHE_CANONICAL}" in words
+            assert (f"-ffile-prefix-map={layout.install}/ziglang/lib="
+                    f"{zig.ZIG_INSIDE}/ziglang/lib") in words
+            assert f"-ffile-prefix-map={odd / 'zig-cache'}={zig.ZIG_CACHE_INSIDE}" in words
+            assert f"-ffile-prefix-map={odd / 'python'}=/kiln/python" in words
     assert shlex.split(scripts["ar"].splitlines()[-1])[2] == "ar"
     exports = [line for line in scripts["cc"].splitlines() if line.startswith("ZIG_GLOBAL")]
     assert shlex.split(exports[0])[0] == f"ZIG_GLOBAL_CACHE_DIR={odd / 'zig-cache'}"
 
 
+def test_wrappers_at_fixed_paths_need_no_prefix_maps():
+    scripts = zig.wrapper_scripts(zig.ZigLayout.fixed(), "0.15.2", "x86_64-linux-gnu.2.17")
+    assert "-ffile-prefix-map" not in scripts["cc"]
+    assert f"exec {zig.ZIG_INSIDE}/ziglang/zig cc -target x86_64-linux-gnu.2.17" in scripts["cc"]
+
+
 def test_cmake_toolchain_names_the_target_only_when_cross(tmp_path):
-    bin_dir = tmp_path / 'a "quoted" $dir'
+    bin_dir = str(tmp_path / 'a "quoted" $dir')
     cross = zig.cmake_toolchain(bin_dir, TARGETS["linux-aarch64"], True)
     assert "set(CMAKE_SYSTEM_NAME Linux)" in cross
     assert "set(CMAKE_SYSTEM_PROCESSOR aarch64)" in cross
@@ -86,13 +96,12 @@ def test_cmake_toolchain_names_the_target_only_when_cross(tmp_path):
     assert "CMAKE_C_COMPILER" in native
 
 
-def test_extension_suffix_for_the_target():
-    assert zig.ext_suffix("cpython-311-x86_64-linux-gnu", TARGETS["linux-aarch64"]) == \
-        ".cpython-311-aarch64-linux-gnu.so"
-    assert zig.ext_suffix("cpython-313t-x86_64-linux-gnu", TARGETS["linux-aarch64"]) == \
-        ".cpython-313t-aarch64-linux-gnu.so"
-    with pytest.raises(UnsupportedError, match="CPython only"):
-        zig.ext_suffix("pypy310-pp73-x86_64-linux-gnu", TARGETS["linux-aarch64"])
+def test_the_pin_digest_is_the_same_from_every_host():
+    pin = zig.zig_pin()
+    assert zig.pin_digest(pin) == zig.pin_digest(zig.ZigPin(pin.package, pin.version,
+                                                            tuple(reversed(pin.wheels))[::-1]))
+    other = zig.ZigPin(pin.package, "0.16.0", pin.wheels)
+    assert zig.pin_digest(other) != zig.pin_digest(pin)
 
 
 class _Job:
@@ -107,44 +116,23 @@ class _Job:
 ])
 def test_backends_kiln_cannot_cross_configure_are_refused(backend, requires, why):
     with pytest.raises(UnsupportedError, match=why) as caught:
-        zig.refuse_cross_backend(BuildSystem(requires, backend, ()), _Job())  # type: ignore[arg-type]
+        hermetic.refuse_cross_backend(BuildSystem(requires, backend, ()), _Job())  # type: ignore[arg-type]
     assert "cibuildwheel" in (caught.value.hint or "")
 
 
 @pytest.mark.parametrize("backend", ["setuptools.build_meta", "setuptools.build_meta:__legacy__",
                                      "scikit_build_core.build", "hatchling.build"])
 def test_backends_that_cross_compile_pass(backend):
-    zig.refuse_cross_backend(BuildSystem(("setuptools",), backend, ()), _Job())  # type: ignore[arg-type]
+    hermetic.refuse_cross_backend(BuildSystem(("setuptools",), backend, ()), _Job())  # type: ignore[arg-type]
 
 
 def test_a_log_that_ran_a_target_binary_is_recognised(tmp_path):
     log = tmp_path / "build.log"
     log.write_text("compiling\nOSError: [Errno 8] Exec format error: './gen'\n")
-    assert zig.ran_target_binary(log)
+    assert hermetic.ran_target_binary(log)
     log.write_text("error: too many arguments\n")
-    assert not zig.ran_target_binary(log)
-    assert not zig.ran_target_binary(tmp_path / "missing.log")
-
-
-def test_debian_multiarch_pyconfig_gets_a_shim(tmp_path, monkeypatch):
-    include = tmp_path / "python3.11"
-    include.mkdir()
-    (include / "pyconfig.h").write_text(
-        "#if defined(__linux__)\n# if defined(__x86_64__) && defined(__LP64__)\n"
-        "#  include <x86_64-linux-gnu/python3.11/pyconfig.h>\n"
-        "# elif defined(__aarch64__) && defined(__AARCH64EL__)\n"
-        "#  include <aarch64-linux-gnu/python3.11/pyconfig.h>\n#endif\n#endif\n")
-    real = Path("/usr/include/x86_64-linux-gnu/python3.11/pyconfig.h")
-    monkeypatch.setattr(zig, "host_target", lambda: TARGETS["linux-x86_64"])
-    monkeypatch.setattr(Path, "is_file", lambda self: self == real or Path.exists(self))
-    shims = tmp_path / "shims"
-    zig.write_pyconfig_shim(shims, "aarch64-linux-gnu.2.17", include)
-    shim = shims / "aarch64-linux-gnu" / "python3.11" / "pyconfig.h"
-    assert f'#include "{real}"' in shim.read_text()
-    plain = tmp_path / "pyenv"
-    plain.mkdir()
-    (plain / "pyconfig.h").write_text("#define SIZEOF_LONG 8\n")
-    assert zig.multiarch_pyconfig(plain) is None
+    assert not hermetic.ran_target_binary(log)
+    assert not hermetic.ran_target_binary(tmp_path / "missing.log")
 
 
 def test_manylinux_policy_is_met_by_older_glibc_of_the_same_arch():
@@ -156,9 +144,9 @@ def test_manylinux_policy_is_met_by_older_glibc_of_the_same_arch():
 
 
 def test_writable_paths_are_bound_writable_where_they_are(tmp_path, monkeypatch):
-    import kiln.sandbox
+    import kiln.toolchain.sandbox
 
-    monkeypatch.setattr(kiln.sandbox, "bwrap_path", lambda: Path("/usr/bin/bwrap"))
+    monkeypatch.setattr(kiln.toolchain.sandbox, "bwrap_path", lambda: Path("/usr/bin/bwrap"))
     cache = tmp_path / "zig-cache"
     argv = Sandbox(binds=(), tmp=tmp_path / "tmp", writable=(cache,)).wrap(["true"])
     i = argv.index(str(cache))
@@ -166,7 +154,7 @@ def test_writable_paths_are_bound_writable_where_they_are(tmp_path, monkeypatch)
     assert argv.index(str(cache)) > argv.index("/tmp")  # after /tmp, so it shows through
 
 
-def test_zig_takes_the_recipe_targets_it_can_build(tmp_path):
+def test_hermetic_takes_the_recipe_targets_it_can_build(tmp_path):
     from kiln.pipeline import BuildOptions, _targets
     from kiln.recipe import parse_recipe
 
@@ -180,7 +168,7 @@ sha256 = "{SHA}"
 [build]
 targets = ["linux-x86_64", "linux-aarch64", "linux-ppc64le", "macos-arm64"]
 """, tmp_path / "demo.toml")
-    chosen, skipped = _targets(recipe, BuildOptions(), "zig")
+    chosen, skipped = _targets(recipe, BuildOptions(), "hermetic")
     assert [t.name for t in chosen] == ["linux-x86_64", "linux-aarch64"]
     assert dict(skipped).keys() == {"linux-ppc64le", "macos-arm64"}
     assert "cibuildwheel" in dict(skipped)["linux-ppc64le"]

@@ -19,14 +19,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from kiln import debian, installer, proc
+from kiln import installer, proc
 from kiln.errors import EnvironmentSetupError, UnsupportedError, WheelTestError
 from kiln.files import write_atomic
 from kiln.installer import IndexOptions
 from kiln.progress import reporter
 from kiln.recipe import TestSpec
-from kiln.sandbox import Sandbox
-from kiln.targets import Target, host_target
+from kiln.toolchain import debian
+from kiln.toolchain.sandbox import Sandbox
+from kiln.toolchain.targets import Target, host_target
 from kiln.wheeltest import TestOutcome
 
 # The Debian suite that ships each CPython (still on deb.debian.org). 3.10 and 3.12 were

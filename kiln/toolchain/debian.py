@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +46,12 @@ def keyring() -> Path:
     return Path(os.environ.get("KILN_DEBIAN_KEYRING", KEYRING))
 
 
-def verify_release(inrelease: Path, suite: str, *, now: float | None = None) -> str:
-    """The signed text of ``inrelease``, once gpgv has checked it against Debian's keys."""
+def verify_release(inrelease: Path, suite: str, *, now: float | None = None,
+                   keys: Path | None = None) -> str:
+    """The signed text of ``inrelease``, once gpgv has checked it against Debian's keys
+    (or ``keys``: another archive's keyring)."""
     gpgv = shutil.which("gpgv")
-    keys = keyring()
+    keys = keys or keyring()
     if gpgv is None or not keys.is_file():
         raise EnvironmentSetupError(
             "checking Debian's signed Release needs gpgv and Debian's archive keyring",
@@ -193,16 +196,22 @@ class Suite:
     release_date: str
 
 
-def load_suite(name: str, arch: str, downloads: Path, *, mirror: str = MIRROR) -> Suite:
-    """Fetch and check ``InRelease`` and ``main/binary-<arch>/Packages.xz`` for ``name``."""
+def load_suite(name: str, arch: str, downloads: Path, *, mirror: str = MIRROR,
+               keys: Path | None = None) -> Suite:
+    """Fetch and check ``InRelease`` and ``main/binary-<arch>/Packages.xz`` for ``name``.
+
+    ``mirror`` and ``keys`` name another archive in Debian's format (Ubuntu's) and its
+    keyring; the default is Debian's, checked against Debian's archive keyring.
+    """
     if not _SUITE.match(name):
         raise EnvironmentSetupError(f"{name!r} is not a Debian suite name")
     base = f"{mirror}/dists/{name}"
-    folder = downloads / name
+    folder = downloads / (name if mirror == MIRROR else
+                          f"{urllib.parse.urlparse(mirror).netloc}-{name}")
     folder.mkdir(parents=True, exist_ok=True)
     inrelease = folder / "InRelease"
     write_atomic(inrelease, http.get_bytes(f"{base}/InRelease", what=f"Debian {name} InRelease"))
-    text = verify_release(inrelease, name)
+    text = verify_release(inrelease, name, keys=keys)
     rel = f"main/binary-{arch}/Packages.xz"
     sha, size = release_sha256(text, rel)
     index_file = folder / f"Packages-{arch}-{sha[:16]}.xz"

@@ -29,7 +29,8 @@ def write_wrapper(target: Path, command: str, flags: list[str], *, link_libc: bo
     run = shlex.join([*shlex.split(command), *flags])
     text = "#!/bin/sh\n# written by kiln: adds its prefix maps to every compile"
     if link_libc:  # not on macOS: ld64 knows no --no-as-needed, and links libSystem anyway
-        text += ("; links the C library\n# into every shared object (see kiln/compilers.py)\n"
+        text += ("; links the C library\n# into every shared object "
+                 "(see kiln/toolchain/compilers.py)\n"
                  'for arg do\n'
                  '  if [ "$arg" = -shared ]; then\n'
                  f'    exec {run} "$@" -Wl,--no-as-needed -lc\n'

@@ -147,3 +147,19 @@ def find_interpreter(minor: str, explicit: Path | None = None) -> Interpreter:
         hint=f"install it (`pyenv install {minor}` or `uv python install {minor}`), "
         "or pass --python-path",
     )
+
+
+def other_interpreter(interp: Interpreter, explicit: tuple[Path, ...] = ()) -> Interpreter | None:
+    """Another build of ``interp``'s CPython X.Y (another digest): one of ``explicit`` (the
+    --python-path values given for that version, the first of which is ``interp``), else
+    one found on the machine; None when there is none."""
+    candidates = [*explicit, *_candidates(interp.minor)]
+    for candidate in candidates:
+        try:
+            other = describe(candidate)
+        except EnvironmentSetupError:
+            continue
+        if (other.implementation == "cpython" and other.minor == interp.minor
+                and other.sha256 != interp.sha256 and other.soabi == interp.soabi):
+            return other
+    return None

@@ -1,0 +1,193 @@
+"""The hermetic backend, kiln's default on Linux: only pinned inputs reach the build.
+
+The compiler, linker and libc are the pinned zig (``kiln.toolchain.zig``), aiming at the
+recipe's glibc (2.17, manylinux2014, by default) for x86_64 or aarch64 from any Linux host;
+the target CPython is kiln's description (``kiln.toolchain.cpython``): headers pinned by
+digest and kiln's own sysconfig, so how the host's interpreter was configured never reaches
+a binary. cmake, ninja and meson come from the lock. With bubblewrap, the toolchain and the
+CPython description appear at fixed paths under ``/kiln``, and the host's compilers, linkers,
+build tools and headers are hidden: a build that reaches for one fails, naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from kiln.backends import BuildJob, RawBuild, Toolchain
+from kiln.backends.pep517build import pep517_build
+from kiln.buildenv import Workspace
+from kiln.errors import BuildError, UnsupportedError
+from kiln.pep517 import BuildSystem
+from kiln.toolchain import cpython, hosttools
+from kiln.toolchain.sandbox import Bind, bwrap_path
+from kiln.toolchain.targets import host_target
+from kiln.toolchain.tool import Tool
+from kiln.toolchain.zig import (
+    COMPILE_FLAGS,
+    ZigLayout,
+    install_zig,
+    pin_digest,
+    write_wrappers,
+    zig_pin,
+    zig_triple,
+)
+
+# Build backends that cannot be pointed at another architecture from here, and why.
+_CROSS_REFUSED = {
+    "mesonpy": "meson-python configures its compilers from the machine it runs on, and kiln "
+               "does not yet write it a cross file",
+    "maturin": "maturin compiles Rust, and kiln's hermetic toolchain pins only C and C++",
+}
+_CROSS_REFUSED_REQUIRES = {
+    "setuptools-rust": "setuptools-rust compiles Rust, and kiln's hermetic toolchain pins only "
+                       "C and C++",
+}
+# What a build's log says when it tried to run a program compiled for the target.
+_RAN_TARGET_BINARY = re.compile(
+    r"Exec format error|cannot execute binary file|cannot run test program while cross "
+    r"compiling|cannot run C compiled programs", re.IGNORECASE)
+NO_BWRAP = ("bubblewrap cannot make namespaces on this host, so the host's compilers, tools and "
+            "headers stayed visible to the build (its binaries use only the pinned toolchain's, "
+            "by the same paths)")
+
+
+class HermeticBackend:
+    name = "hermetic"
+    unsupported_variations: tuple[tuple[str, str], ...] = ()
+
+    def toolchain(self, job: BuildJob) -> Toolchain:
+        triple = zig_triple(job.target, job.recipe.glibc)
+        host = host_target()
+        cross = job.target != host
+        interp = job.interpreter
+        if interp.implementation != "cpython" or not interp.soabi.startswith(
+                f"cpython-{interp.minor.replace('.', '')}-"):
+            raise UnsupportedError(
+                f"{job.label}: {interp.path} ({interp.soabi or interp.implementation}) is not "
+                "a plain CPython build; kiln describes CPython without free-threading or debug "
+                "builds", hint="pass a regular CPython with --python-path")
+        description = cpython.prepare(interp.minor, job.target, job.cache,
+                                      find_links=job.index.find_links)
+        install = install_zig(job.cache, job.index)
+        tools = job.cache / "tools"
+        chain = tools / ("zig-cache" if job.surroundings.compile_chain == "build"
+                         else f"zig-cache-{job.surroundings.compile_chain}")
+        chain.mkdir(parents=True, exist_ok=True)
+        isolated = bwrap_path() is not None
+        if isolated:
+            layout = ZigLayout.fixed()
+            bin_host = tools / "zig-wrappers" / f"{triple}-fixed"
+            python_seen = cpython.CANONICAL
+        else:
+            bin_host = tools / "zig-wrappers" / f"{triple}-{job.surroundings.compile_chain}"
+            layout = ZigLayout(str(install.root), str(chain), str(bin_host))
+            python_seen = str(description.root)
+        write_wrappers(bin_host, layout, install.version, triple, job.target, cross,
+                       extra_maps=((python_seen, cpython.CANONICAL),) if not isolated else ())
+        seen_bin = layout.bin
+        env = [
+            ("CC", f"{seen_bin}/cc"),
+            ("CXX", f"{seen_bin}/c++"),
+            ("LDSHARED", f"{seen_bin}/cc -shared"),
+            ("LDCXXSHARED", f"{seen_bin}/c++ -shared"),
+            ("AR", f"{seen_bin}/ar"),
+            ("CMAKE_TOOLCHAIN_FILE", f"{seen_bin}/toolchain.cmake"),
+            ("_PYTHON_SYSCONFIGDATA_NAME", description.sysconfig_name),
+        ]
+        if cross:
+            env += [("_PYTHON_HOST_PLATFORM", f"linux-{job.target.arch}"),
+                    ("SETUPTOOLS_EXT_SUFFIX", cpython.ext_suffix(interp.minor, job.target.arch))]
+        canonical_bin = ZigLayout.fixed().bin
+        identity = (
+            ("zig", pin_digest(zig_pin())),
+            ("target", triple),
+            ("flags", " ".join(COMPILE_FLAGS)),
+            ("cpython", description.digest),
+            *((name, value.replace(seen_bin, canonical_bin)) for name, value in env),
+        )
+        glibc = job.recipe.glibc
+        pin = description.pin
+        return Toolchain(
+            tools=(Tool("ziglang", install.version, path=str(install.root),
+                        sha256=install.wheel_sha256),
+                   Tool("zig cc", " ".join(("-target", triple, *COMPILE_FLAGS))),
+                   Tool("glibc", glibc),
+                   Tool(f"cpython {interp.minor} headers",
+                        f"{pin.version} ({pin.describe()}, .deb sha256 {pin.sha256})",
+                        path=cpython.CANONICAL, sha256=description.headers_sha256),
+                   Tool(f"cpython {interp.minor} sysconfig",
+                        f"kiln's, {description.sysconfig_name}",
+                        sha256=description.sysconfig_sha256)),
+            env=tuple(env),
+            tool_dirs=(seen_bin,),
+            visible=(install.root, description.root, bin_host),
+            writable=() if isolated else (chain,),
+            binds=(Bind(install.root, layout.install, writable=False),
+                   Bind(chain, layout.cache, writable=True),
+                   Bind(bin_host, layout.bin, writable=False),
+                   Bind(description.root, cpython.CANONICAL, writable=False)) if isolated else (),
+            hidden=hosttools.hidden_from_hermetic_builds(interp) if isolated else (),
+            cross=cross,
+            policy=f"manylinux_{glibc.replace('.', '_')}_{job.target.arch}",
+            notes=(f"zig {install.version} -target {triple}"
+                   + (f", cross-compiled from {host.name}" if cross else "")
+                   + f"; CPython {interp.minor} headers from {pin.describe()}",),
+            hermetic=True,
+            not_hermetic=() if isolated else (NO_BWRAP,),
+            cpython=description,
+            identity=identity,
+            compile_cache=chain,
+        )
+
+    def build(self, job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path) -> RawBuild:
+        description = toolchain.cpython
+        assert description is not None
+        prefix = cpython.CANONICAL if ws.sandbox.isolated else str(description.root)
+
+        def check(build_system: BuildSystem) -> None:
+            if toolchain.cross:
+                refuse_cross_backend(build_system, job)
+
+        def prepare(venv: Path) -> None:
+            description.install_sysconfig(venv, prefix)
+
+        try:
+            return pep517_build(job, toolchain, ws, log, check_backend=check,
+                                prepare_env=prepare)
+        except BuildError as exc:
+            if toolchain.cross and ran_target_binary(log):
+                raise UnsupportedError(
+                    f"{job.label}: the build tried to run a program compiled for "
+                    f"{job.target.name}, which a cross build cannot do",
+                    hint=f"build it on a {job.target.arch} machine: --backend cibuildwheel "
+                         f"on an {job.target.arch} runner", log=log) from exc
+            raise
+
+
+def refuse_cross_backend(build_system: BuildSystem, job: BuildJob) -> None:
+    """Raise UnsupportedError for a build backend kiln cannot cross-configure."""
+    module = build_system.backend.split(":")[0].split(".")[0]
+    why = _CROSS_REFUSED.get(module)
+    if why is None:
+        for requirement in build_system.requires:
+            name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower()
+            why = _CROSS_REFUSED_REQUIRES.get(name.replace("_", "-"))
+            if why:
+                break
+    if why:
+        raise UnsupportedError(
+            f"{job.label}: cannot cross-compile with {build_system.backend}: {why}",
+            hint=f"build it on a {job.target.arch} machine: --backend cibuildwheel on an "
+                 f"{job.target.arch} runner")
+
+
+def ran_target_binary(log: Path) -> bool:
+    try:
+        with log.open(encoding="utf-8", errors="replace") as fh:
+            return any(_RAN_TARGET_BINARY.search(line) for line in fh)
+    except OSError:
+        return False
+
+
+BACKEND = HermeticBackend()

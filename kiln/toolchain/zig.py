@@ -1,0 +1,293 @@
+"""The pinned zig: the C and C++ compiler, linker and libc of every hermetic Linux build.
+
+zig comes from PyPI's ``ziglang`` wheel, pinned by version and by the wheel's sha256 in
+``kiln/resources/toolchains.toml``, installed by kiln into its cache. It carries glibc
+stubs for any version, so ``-target aarch64-linux-gnu.2.17`` links against glibc 2.17
+whatever the host has, and it never searches the host's /usr/include or /usr/lib for a
+target it is given. Small wrapper scripts (``cc``, ``c++``, ``ar`` …) put the target on
+every call; the build sees them as ``CC``, ``CXX``, ``LDSHARED``, ``AR`` and first on
+``PATH``. Nothing from a recipe is ever written into a wrapper.
+
+A build sees the install, its compiler cache and the wrappers at fixed paths (``/kiln/
+toolchain/…``, bubblewrap binds); without bubblewrap it sees them where they are and the
+wrappers' prefix maps give the same names in every binary.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import json
+import re
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from kiln import installer, proc, toml
+from kiln.errors import EnvironmentSetupError, UnsupportedError
+from kiln.files import sha256_bytes, sha256_file, write_atomic
+from kiln.installer import IndexOptions
+from kiln.progress import reporter
+from kiln.toolchain.targets import Target, host_target
+
+# kiln's arch names → zig's (and CMake's CMAKE_SYSTEM_PROCESSOR). Other Linux arches zig
+# could target are left out until kiln can test their wheels.
+ZIG_ARCHES = {"x86_64": "x86_64", "aarch64": "aarch64"}
+# Where a build sees the toolchain (bubblewrap binds), and the names its paths get in every
+# binary when it runs without bubblewrap (prefix maps).
+ZIG_INSIDE = "/kiln/toolchain/zig"  # the ziglang wheel's files: ziglang/zig, ziglang/lib
+ZIG_CACHE_INSIDE = "/kiln/toolchain/zig-cache"
+BIN_INSIDE = "/kiln/toolchain/bin"
+# Given to every zig cc/c++ call (and so part of the toolchain's record and build id). zig
+# turns UBSan on, and links its runtime, whenever -O is missing; gcc and clang do not,
+# and C extensions lean on wrapping overflow, so it is switched off.
+COMPILE_FLAGS = ("-fno-sanitize=undefined",)
+_GLIBC = re.compile(r"2\.\d{1,2}\Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+_VERSION = re.compile(r"\d+\.\d+\.\d+(\.post\d+)?\Z")
+
+# Wrapper name → the zig subcommand and whether it compiles (takes -target and prefix maps).
+WRAPPERS: dict[str, tuple[str, bool]] = {
+    "cc": ("cc", True), "gcc": ("cc", True), "clang": ("cc", True),
+    "c++": ("c++", True), "g++": ("c++", True), "clang++": ("c++", True),
+    "ar": ("ar", False), "ranlib": ("ranlib", False), "objcopy": ("objcopy", False),
+}
+
+@dataclass(frozen=True)
+class ZigPin:
+    """The zig kiln uses: a version of the ``ziglang`` wheel and each host's wheel digest."""
+
+    package: str
+    version: str
+    wheels: tuple[tuple[str, str], ...]  # (host target name, sha256)
+
+    def wheel_sha256(self, host: Target) -> str:
+        found = dict(self.wheels).get(host.name)
+        if found is None:
+            raise UnsupportedError(
+                f"no pinned {self.package} {self.version} wheel for a {host.name} host",
+                hint=f"pinned hosts: {', '.join(h for h, _ in self.wheels)}; add this host's "
+                     "wheel sha256 (from PyPI) to kiln/resources/toolchains.toml")
+        return found
+
+
+def parse_pin(text: str, where: str = "toolchains.toml") -> ZigPin:
+    """The ``[zig]`` table of a toolchains file, checked field by field."""
+    data = toml.loads(text).get("zig")
+    if not isinstance(data, dict):
+        raise EnvironmentSetupError(f"{where}: no [zig] table")
+    package, version, wheels = data.get("package"), data.get("version"), data.get("wheels")
+    if not isinstance(package, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", package):
+        raise EnvironmentSetupError(f"{where}: [zig] package must be a project name")
+    if not isinstance(version, str) or not _VERSION.match(version):
+        raise EnvironmentSetupError(f"{where}: [zig] version must look like 0.15.2")
+    if not isinstance(wheels, dict) or not wheels:
+        raise EnvironmentSetupError(f"{where}: [zig.wheels] must map hosts to sha256 digests")
+    for host, digest in wheels.items():
+        if not isinstance(digest, str) or not _SHA256.match(digest):
+            raise EnvironmentSetupError(f"{where}: [zig.wheels] {host}: not a sha256 digest")
+    return ZigPin(package, version, tuple(sorted(wheels.items())))
+
+
+@functools.cache
+def zig_pin() -> ZigPin:
+    text = (resources.files("kiln") / "resources" / "toolchains.toml").read_text("utf-8")
+    return parse_pin(text, "kiln/resources/toolchains.toml")
+
+
+def pin_digest(pin: ZigPin) -> str:
+    """The pin itself, every host's wheel included: the same zig whichever host runs it."""
+    return sha256_bytes(json.dumps([pin.package, pin.version, list(pin.wheels)]).encode())
+
+
+@dataclass(frozen=True)
+class ZigInstall:
+    root: Path  # <cache>/tools/ziglang-<version>
+    version: str
+    wheel_sha256: str
+
+    @property
+    def zig(self) -> Path:
+        return self.root / "ziglang" / "zig"
+
+    @property
+    def lib(self) -> Path:
+        return self.root / "ziglang" / "lib"
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _installed(root: Path, pin: ZigPin, sha: str) -> ZigInstall | None:
+    """The install at ``root`` if it is the pinned one and its zig binary is untouched."""
+    marker = root / "kiln-install.json"
+    try:
+        info = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    install = ZigInstall(root, pin.version, sha)
+    if info.get("wheel_sha256") != sha or info.get("version") != pin.version:
+        return None
+    try:
+        st = install.zig.stat()
+    except OSError:
+        return None
+    # Changed since kiln installed it: only the digest can say whether it is still ours.
+    changed = [st.st_size, st.st_mtime_ns] != info.get("zig_stat")
+    if changed and sha256_file(install.zig) != info.get("zig_sha256"):
+        return None
+    return install
+
+
+def install_zig(cache: Path, index: IndexOptions, *, log: Path | None = None) -> ZigInstall:
+    """The pinned zig, installed into ``cache/tools`` with ``--require-hashes`` if needed."""
+    pin = zig_pin()
+    sha = pin.wheel_sha256(host_target())
+    root = cache / "tools" / f"{pin.package}-{pin.version}"
+    found = _installed(root, pin, sha)
+    if found is not None:
+        return found
+    with _exclusive(root.with_name(root.name + ".lock")):
+        found = _installed(root, pin, sha)
+        if found is not None:
+            return found
+        reporter().stage("toolchain", f"installing {pin.package} {pin.version} into {root}")
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+        try:
+            requirements = staging / "requirements.txt"
+            requirements.write_text(f"{pin.package}=={pin.version} --hash=sha256:{sha}\n")
+            target = staging / "install"
+            proc.run([installer.uv_binary(), "pip", "install", "--quiet", "--no-deps",
+                      "--require-hashes", "--python", sys.executable, "--target", target,
+                      *index.args(), "-r", requirements],
+                     what=f"installing {pin.package} {pin.version} (sha256 {sha[:12]}…)",
+                     error=EnvironmentSetupError, env=installer.uv_env(), log=log,
+                     hint="the zig backend needs the ziglang wheel from the index "
+                          "(about 90 MB, once)")
+            install = ZigInstall(target, pin.version, sha)
+            out = proc.capture([install.zig, "version"], what="zig version",
+                               error=EnvironmentSetupError, quiet=True)
+            said = out.stdout.decode().strip()
+            if said != pin.version.split(".post")[0]:
+                raise EnvironmentSetupError(f"the {pin.package} {pin.version} wheel holds zig "
+                                            f"{said!r}")
+            st = install.zig.stat()
+            write_atomic(target / "kiln-install.json", json.dumps({
+                "version": pin.version, "wheel_sha256": sha,
+                "zig_sha256": sha256_file(install.zig), "zig_stat": [st.st_size, st.st_mtime_ns],
+            }, indent=1))
+            if root.exists():
+                shutil.rmtree(root)  # a broken or other install: replaced whole
+            target.rename(root)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    done = _installed(root, pin, sha)
+    if done is None:  # pragma: no cover - only if someone changes the cache under us
+        raise EnvironmentSetupError(f"{root}: the zig install kiln just made does not check out")
+    return done
+
+
+def zig_triple(target: Target, glibc: str) -> str:
+    """zig's ``-target`` for a kiln target and a glibc version (``aarch64-linux-gnu.2.17``)."""
+    if not target.is_linux or target.arch not in ZIG_ARCHES:
+        raise UnsupportedError(
+            f"the zig backend builds for {', '.join('linux-' + a for a in ZIG_ARCHES)}, "
+            f"not {target.name}",
+            hint="macOS wheels need a macOS runner (--backend cibuildwheel)")
+    if not _GLIBC.match(glibc):
+        raise UnsupportedError(f"glibc {glibc!r} is not a version like 2.17")
+    return f"{ZIG_ARCHES[target.arch]}-linux-gnu.{glibc}"
+
+
+
+
+@dataclass(frozen=True)
+class ZigLayout:
+    """Where a build sees the zig install, the compiler cache it fills and the wrappers."""
+
+    install: str  # the ziglang wheel's files (``ziglang/zig``)
+    cache: str
+    bin: str
+
+    @classmethod
+    def fixed(cls) -> ZigLayout:
+        return cls(ZIG_INSIDE, ZIG_CACHE_INSIDE, BIN_INSIDE)
+
+    def prefix_maps(self) -> list[tuple[str, str]]:
+        """(seen, canonical) for each folder seen elsewhere than at its fixed path."""
+        pairs = ((f"{self.install}/ziglang/lib", f"{ZIG_INSIDE}/ziglang/lib"),
+                 (self.cache, ZIG_CACHE_INSIDE), (self.bin, BIN_INSIDE))
+        return [(seen, canon) for seen, canon in pairs if seen != canon]
+
+
+def wrapper_scripts(layout: ZigLayout, version: str, triple: str,
+                    extra_maps: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """Each wrapper's text. Every value is quoted; none comes from a recipe.
+
+    ``extra_maps`` are more (seen, canonical) folders, for a build without fixed paths.
+    """
+    q = shlex.quote
+    zig = f"{layout.install}/ziglang/zig"
+    exports = (f"ZIG_GLOBAL_CACHE_DIR={q(layout.cache)}\n"
+               f"ZIG_LOCAL_CACHE_DIR={q(layout.cache)}\n"
+               "export ZIG_GLOBAL_CACHE_DIR ZIG_LOCAL_CACHE_DIR\n")
+    pairs = [*layout.prefix_maps(), *((a, b) for a, b in extra_maps if a != b)]
+    maps = " ".join(q(f"-ffile-prefix-map={seen}={canon}") for seen, canon in pairs)
+    flags = " ".join(q(f) for f in COMPILE_FLAGS)
+    scripts = {}
+    for name, (sub, compiles) in WRAPPERS.items():
+        args = " ".join(x for x in (sub, "-target", q(triple), flags, maps) if x) if compiles \
+            else sub
+        scripts[name] = (f"#!/bin/sh\n# written by kiln: zig {version} {sub}"
+                         + (f" for {triple}" if compiles else "") + "\n"
+                         + exports + f'exec {q(zig)} {args} "$@"\n')
+    return scripts
+
+
+def _cmake_quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def cmake_toolchain(bin_dir: str, target: Target, cross: bool) -> str:
+    """A CMake toolchain file: zig's wrappers, and the target system when cross-compiling."""
+    lines = ["# written by kiln for the hermetic toolchain"]
+    if cross:
+        lines += ["set(CMAKE_SYSTEM_NAME Linux)",
+                  f"set(CMAKE_SYSTEM_PROCESSOR {ZIG_ARCHES[target.arch]})"]
+    lines += [f"set(CMAKE_C_COMPILER {_cmake_quote(bin_dir + '/cc')})",
+              f"set(CMAKE_CXX_COMPILER {_cmake_quote(bin_dir + '/c++')})",
+              f"set(CMAKE_AR {_cmake_quote(bin_dir + '/ar')} CACHE FILEPATH \"\")",
+              f"set(CMAKE_RANLIB {_cmake_quote(bin_dir + '/ranlib')} CACHE FILEPATH \"\")"]
+    return "\n".join(lines) + "\n"
+
+
+def write_wrappers(folder: Path, layout: ZigLayout, version: str, triple: str, target: Target,
+                   cross: bool, extra_maps: tuple[tuple[str, str], ...] = ()) -> Path:
+    """The wrappers for ``triple`` in ``folder`` (rewritten only when their text changes)."""
+    files = {name: (text, 0o755) for name, text in
+             wrapper_scripts(layout, version, triple, extra_maps).items()}
+    files["toolchain.cmake"] = (cmake_toolchain(layout.bin, target, cross), 0o644)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (text, mode) in files.items():
+        path = folder / name
+        try:
+            same = path.read_text() == text and (path.stat().st_mode & 0o777) == mode
+        except OSError:
+            same = False
+        if not same:
+            write_atomic(path, text, mode=mode)
+    return folder
