@@ -46,8 +46,16 @@ class Cause:
     hint: str | None  # what to do, when the cause is a known one
 
 
-_HEADER = re.compile(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or directory")
-_LIBRARY = re.compile(r"cannot find -l([\w.+-]+)")
+# gcc's words, then clang's (zig's)
+_HEADER = re.compile(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or directory|"
+                     r"fatal error: '([\w./+-]+\.h(?:pp)?)' file not found")
+_LIBRARY = re.compile(r"cannot find -l([\w.+-]+)|unable to find (?:dynamic )?system library "
+                      r"'([\w.+-]+)'")
+# What a host tool that a hermetic build hides says when the build runs it anyway.
+_HIDDEN_TOOL = re.compile(r"kiln: (\S+) is the host's, and a hermetic build runs only pinned "
+                          r"tools")
+_HOST_BACKEND = ("; or, if the package cannot do without the host's libraries and tools, "
+                 "set [build] backend = \"host\" (the wheel is then not hermetic)")
 _SHARED_LIBRARY = re.compile(r"\blib([\w+-]+?)\.so(?:\.[\d.]+)?: cannot open shared object file")
 _PKG_CONFIG = re.compile(
     r"(?:Package|Dependency) ['\"]?([\w.+-]+)['\"]? (?:was not found|not found)")
@@ -66,25 +74,51 @@ _RUST_MISSING = re.compile(r"can't find Rust compiler|cargo: (?:command )?not fo
                            r"Cargo, the Rust package manager, is not installed")
 
 
-def explain(log: Path) -> Cause | None:
-    """The line of ``log`` that says why the last command failed, and what to do."""
+def explain(log: Path, *, hermetic: bool = False) -> Cause | None:
+    """The line of ``log`` that says why the last command failed, and what to do.
+
+    ``hermetic``: the build saw none of the host's headers, libraries and tools.
+    """
     lines = last_command_output(log)
     text = "\n".join(lines)
     line = first_error(log)
+    if m := _HIDDEN_TOOL.search(text):
+        tool = m.group(1).rsplit("/", 1)[-1]
+        return Cause(line or m.group(0),
+                     f"the build ran the host's {tool}, which a hermetic build hides: cmake, "
+                     "ninja and meson come from the lock when the sdist's backend asks for "
+                     "them (re-run `kiln lock`), the compilers are kiln's (CC, CXX on PATH)"
+                     + _HOST_BACKEND)
     if m := _CRATES.search(text):
         return Cause(line or m.group(0),
                      "the sdist does not carry its Rust crates and builds have no network; "
                      "kiln cannot fetch crates yet: build from an sdist with vendored crates "
                      "(`cargo vendor`)")
     if m := _RUST_MISSING.search(text):
+        if hermetic:
+            return Cause(line or m.group(0), "this package needs Rust, and kiln's hermetic "
+                         "toolchain pins only C and C++ so far: set [build] backend = \"host\" "
+                         "with Rust installed on the build machine")
         return Cause(line or m.group(0), "this package needs Rust: install it on the build "
                      "machine (rustup, or Debian's rustc and cargo) so cargo is on PATH")
     if m := _HEADER.search(text):
+        header = m.group(1) or m.group(2)
+        if hermetic:
+            return Cause(m.group(0), f"{header} is not part of the sdist, and a hermetic "
+                         "build sees none of the host's headers: if it is a system library's, "
+                         f"list the Debian package that has it (`apt-file search {header}`) "
+                         "in [build] system-requires, which builds the recipe with the host "
+                         "backend")
         return Cause(m.group(0), f"a system library's headers are missing: install the "
-                     f"package that has {m.group(1)} (Debian: `apt-file search {m.group(1)}`) "
+                     f"package that has {header} (Debian: `apt-file search {header}`) "
                      "and list it in the recipe's [build] system-requires")
     if m := _LIBRARY.search(text):
-        return Cause(m.group(0), f"the linker cannot find lib{m.group(1)}: install its "
+        name = m.group(1) or m.group(2)
+        if hermetic:
+            return Cause(m.group(0), f"lib{name} is not part of the sdist, and a hermetic "
+                         "build links none of the host's libraries: list its development "
+                         "package in [build] system-requires (a host build)")
+        return Cause(m.group(0), f"the linker cannot find lib{name}: install its "
                      "development package and list it in [build] system-requires")
     if m := _SHARED_LIBRARY.search(text):
         return Cause(line or m.group(0), f"lib{m.group(1)} is not installed: install its "

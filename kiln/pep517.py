@@ -116,6 +116,7 @@ class HookRun:
     prefix: Sequence[str] = ()  # taskset, faketime … in front of the sandbox
     inner_prefix: Sequence[str] = ()  # faketime … inside the sandbox
     label: str = ""
+    hermetic: bool = False  # the build sees no host headers, libraries or tools
 
 
 class _Runner:
@@ -154,9 +155,9 @@ def _caller(build_system: BuildSystem, run: HookRun) -> pyproject_hooks.BuildBac
 _LAST_LINE = re.compile(r" failed \(exit -?\d+\): ")
 
 
-def _explained(exc: BuildError, log: Path) -> BuildError:
+def _explained(exc: BuildError, log: Path, *, hermetic: bool = False) -> BuildError:
     """The failure with the log's own reason in its message, and a hint for known causes."""
-    cause = explain(log)
+    cause = explain(log, hermetic=hermetic)
     if cause is None:
         return exc
     message = exc.message
@@ -233,7 +234,7 @@ def get_requires_for_build_wheel(build_system: BuildSystem, run: HookRun,
     except (pyproject_hooks.BackendUnavailable, pyproject_hooks.HookMissing) as exc:
         raise _hook_errors(run, "get_requires_for_build_wheel", exc) from exc
     except BuildError as exc:
-        raise _explained(exc, run.log) from exc.__cause__
+        raise _explained(exc, run.log, hermetic=run.hermetic) from exc.__cause__
     return [str(r) for r in reqs]
 
 
@@ -247,7 +248,7 @@ def build_wheel(build_system: BuildSystem, run: HookRun, out_inside: str,
     except (pyproject_hooks.BackendUnavailable, pyproject_hooks.HookMissing) as exc:
         raise _hook_errors(run, "build_wheel", exc) from exc
     except BuildError as exc:
-        raise _explained(exc, run.log) from exc.__cause__
+        raise _explained(exc, run.log, hermetic=run.hermetic) from exc.__cause__
     if not isinstance(name, str) or not name.endswith(".whl"):
         raise BuildError(f"{run.label}: build backend returned {name!r}, not a wheel name",
                          log=run.log)

@@ -187,7 +187,10 @@ def build_statement(record: BuildRecord, *, recipe_values: Mapping[str, Any] | N
                    "grafted": list(record.repair.grafted)},
         "host": record.host,
         "cached": record.cached,
+        "hermetic": record.hermetic,
     }
+    if record.not_hermetic:
+        internal["notHermetic"] = list(record.not_hermetic)
     if record.flake:
         internal["flake"] = record.flake
     statement = ProvenanceStatement.model_validate({
@@ -299,8 +302,23 @@ def _resolved_dependencies(record: BuildRecord) -> list[ResourceDescriptor]:
         uri=Path(py.path).as_uri() if py.path.startswith("/") else None,
         digest=DigestSet({"sha256": py.sha256}),
         annotations={"kind": "interpreter", "version": py.version, "tag": py.tag,
-                     **({"zlib": py.zlib} if py.zlib else {})},
+                     **({"zlib": py.zlib} if py.zlib else {}),
+                     # A hermetic build's interpreter runs the frontend; kiln's CPython
+                     # description (cpython-headers) is what the binary is built against.
+                     **({"role": "frontend"} if record.hermetic else {})},
     ))
+    if record.cpython is not None:
+        described = record.cpython
+        deps.append(ResourceDescriptor(
+            name=f"cpython-{described.minor}-headers",
+            uri=described.url,
+            digest=DigestSet({"sha256": described.deb_sha256}),
+            annotations={"kind": "cpython-headers", "source": described.source,
+                         "headersVersion": described.headers_version,
+                         "headersSha256": described.headers_sha256,
+                         "sysconfig": described.sysconfig,
+                         "sysconfigSha256": described.sysconfig_sha256},
+        ))
     deps.extend(_tool(t, "toolchain") for t in record.toolchain)
     deps.extend(_tool(t, "system-package") for t in record.system_packages)
     return deps

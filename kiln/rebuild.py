@@ -9,8 +9,10 @@ from pathlib import Path
 
 from kiln import http
 from kiln.errors import KilnError, UsageError
+from kiln.explain import compare_inputs, find_their_inputs, inputs_from_record
 from kiln.pipeline import BuildOptions, JobResult, build_recipes
 from kiln.recipe import load_recipe
+from kiln.record import BuildRecord
 from kiln.repro import ReproReport, compare_wheels, write_report
 from kiln.toolchain.targets import target_of_platform_tag
 from kiln.wheelfile import parse_name
@@ -34,6 +36,19 @@ def fetch_wheel(location: str, cache: Path) -> Path:
     name = urllib.parse.unquote(urllib.parse.urlparse(location).path.rsplit("/", 1)[-1])
     key = hashlib.sha256(location.encode()).hexdigest()[:16]
     return http.download(location, cache / "against" / key / name, what="downloading the wheel")
+
+
+def explain_inputs(location: str, theirs: Path, sha256: str,
+                   record: BuildRecord | None) -> dict[str, object]:
+    """The report's ``inputs`` and ``their_record``: what differed going in, when known."""
+    if record is None:
+        return {}
+    found = find_their_inputs(location, theirs, sha256)
+    if found is None:
+        return {"their_record": None}
+    differing = compare_inputs(inputs_from_record(record), found.inputs,
+                               hermetic=record.hermetic and found.hermetic)
+    return {"inputs": differing, "their_record": found.where}
 
 
 def rebuild_against(recipe_path: Path, location: str, options: BuildOptions) -> Rebuild:
@@ -61,6 +76,8 @@ def rebuild_against(recipe_path: Path, location: str, options: BuildOptions) -> 
         raise error or KilnError(f"{recipe.label}: the rebuild produced no wheel")
     ours = built[0].wheel
     report = compare_wheels(ours, theirs, first_record=built[0].record)
+    report = report.model_copy(update=explain_inputs(location, theirs, report.second.sha256,
+                                                     built[0].record))
     report_path = options.output / f"{theirs.name}.against.repro.json"
     report = write_report(report, report_path, diffoscope=options.diffoscope,
                           wheels=(ours, theirs))

@@ -20,17 +20,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from kiln import proc
 from kiln.buildenv import Surroundings
+from kiln.explain import InputDifference
 from kiln.files import Artifact, write_atomic
 from kiln.record import BuildRecord, FileRef
 
 REPORT_KIND = "https://kiln.dev/repro-report/v1"
 
-Cause = Literal["zip-metadata", "build-path", "timestamp", "hash-order", "temp-name", "bytecode",
-                "other", "consequence"]
+Cause = Literal["zip-metadata", "build-path", "host-path", "timestamp", "hash-order", "temp-name",
+                "bytecode", "other", "consequence"]
 
 CAUSE_TITLES: dict[str, str] = {
     "zip-metadata": "zip metadata",
     "build-path": "embedded build path",
+    "host-path": "a host's own folder",
     "timestamp": "timestamp in content",
     "hash-order": "hash-seed ordering",
     "temp-name": "random temporary name",
@@ -45,6 +47,11 @@ SUGGESTIONS: dict[str, str] = {
     "build-path": "the build writes its own folder into the file: make the path relative "
                   "(or use __FILE__, which kiln's -ffile-prefix-map fixes); if the package "
                   "cannot, [repro] skip-variations = [\"build_path\"] trusts kiln's fixed path",
+    "host-path": "a folder of the machine that built it (an interpreter's include folder, a "
+                 "compiler's own files, a home folder) reached the file, so every machine "
+                 "gives other bytes: the hermetic backend compiles against kiln's pinned "
+                 "CPython headers and toolchain at fixed paths under /kiln; a host-backend "
+                 "build carries the host's paths",
     "timestamp": "the build writes the current time: make it honour SOURCE_DATE_EPOCH "
                  "(kiln sets it from the sdist), e.g. via [build] environment, or patch upstream",
     "hash-order": "output follows set or dict iteration order: sort it upstream; kiln pins "
@@ -72,6 +79,9 @@ _TIMESTAMP = re.compile(
     r"\b1[5-9]\d{8}(?:\.\d+)?\b"
 )
 _GENERIC_BUILD_PATH = re.compile(r"/kiln(?:-rebuild)?/|/build-[a-z0-9_]{8}/")
+# Folders of a machine, not of a build: where interpreters, compilers and users live.
+_HOST_PATH = re.compile(r"(?<![\w.-])/(?:usr|opt|root|home|nix/store|Users|Library|private|"
+                        r"snap|gnu/store)/[^\s\"']+")
 
 
 class Model(BaseModel):
@@ -104,6 +114,10 @@ class ReproReport(Model):
     normalisation: list[str]
     differences: list[Difference]
     diffoscope: str | None = None
+    # kiln repro --against: the inputs of the two builds that differ, from the other build's
+    # record (where it was found), listed before the members.
+    inputs: list[InputDifference] = Field(default_factory=list)
+    their_record: str | None = None
 
     def summary(self) -> str:
         if self.reproducible:
@@ -250,6 +264,8 @@ def _classify(removed: list[str], added: list[str], hints: list[str]) -> Cause:
         and not _TMP_NAME.search(both)
     ):
         return "build-path"
+    if _HOST_PATH.search(both) and not _TMP_NAME.search(both):
+        return "host-path"
     if _TMP_NAME.search(both):
         return "temp-name"
     if _TIMESTAMP.search(text_a) and _TIMESTAMP.search(text_b):
@@ -321,7 +337,7 @@ def _elf_diff(name: str, data_a: bytes, data_b: bytes, hints: list[str]) -> Diff
     detail = (f"ELF sections differ: {', '.join(meaningful) or ', '.join(differing)}"
               if differing else "ELF bytes differ outside any section (headers or padding)")
     paths = [s for s in removed + added if "/" in s]
-    if cause == "build-path" and paths:
+    if cause in ("build-path", "host-path") and paths:
         detail += f"; embedded path {paths[0]!r}"
     return Difference(member=name, aspect="elf", cause=cause, detail=detail, sections=differing,
                       diff=_string_diff(removed, added), suggestion=SUGGESTIONS[cause])

@@ -46,6 +46,7 @@ class AuditFact:
     builder: str
     recorded_at: datetime
     conflict: bool  # another builder recorded this filename with other bytes
+    hermetic: bool | None = None  # None: the statement does not say (an older kiln's)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Cell:
     log: str | None = None
     audit: str = ""  # recorded | conflict | ""
     earlier_wheel: str | None = None  # a failure after an earlier success
+    backend: str = ""  # what built it: hermetic | host | cibuildwheel
+    hermetic: bool | None = None  # None: not known (not built, or an older record)
 
     @property
     def ok(self) -> bool:
@@ -183,8 +186,15 @@ def read_audit_facts(repo: Path, branch: str) -> tuple[list[AuditFact], str]:
         project=e.record.project, version=e.record.version, python=e.record.python,
         target=e.record.target, reproducible=e.record.reproducibility.reproducible,
         signatures=tuple(s.type for s in e.record.signatures), builder=e.record.builder,
-        recorded_at=e.record.recorded_at, conflict=e.conflict) for e in entries]
+        recorded_at=e.record.recorded_at, conflict=e.conflict,
+        hermetic=_statement_hermetic(e.record.statement)) for e in entries]
     return facts, where
+
+
+def _statement_hermetic(statement: dict[str, Any]) -> bool | None:
+    definition = (statement.get("predicate") or {}).get("buildDefinition") or {}
+    value = (definition.get("internalParameters") or {}).get("hermetic")
+    return value if isinstance(value, bool) else None
 
 
 def _record_cell(recipe: Recipe, python: str, target: str, record: BuildRecord,
@@ -205,6 +215,7 @@ def _record_cell(recipe: Recipe, python: str, target: str, record: BuildRecord,
         signed=_signatures(wheelhouse, record.wheel.filename), tests=tests,
         seconds=record.seconds, finished=record.finished,
         log=record.log.name if record.log else None,
+        backend=record.backend, hermetic=record.hermetic,
     )
 
 
@@ -233,7 +244,7 @@ def _audit_cell(recipe: Recipe, python: str, target: str, fact: AuditFact) -> Ce
                 python=python, target=target, result="recorded", wheel=fact.wheel,
                 reproducible=fact.reproducible, signed=fact.signatures,
                 finished=fact.recorded_at, audit="conflict" if fact.conflict else "recorded",
-                why=f"recorded by {fact.builder}")
+                why=f"recorded by {fact.builder}", hermetic=fact.hermetic)
 
 
 def _newest(items: Iterable[Any], when: Any) -> Any:

@@ -6,8 +6,8 @@ from collections import defaultdict
 
 from kiln.status import Cell, Status
 
-COLUMNS = ("recipe", "version", "python", "target", "result", "reproducible", "signed", "tests",
-           "tag", "time")
+COLUMNS = ("recipe", "version", "python", "target", "result", "hermetic", "reproducible", "signed",
+           "tests", "tag", "time")
 
 
 def duration(seconds: float | None) -> str:
@@ -31,6 +31,15 @@ def reproducible_text(cell: Cell) -> str:
     return "no (expected)" if not cell.repro_expected else "no"
 
 
+def hermetic_text(cell: Cell) -> str:
+    """yes, or no and what built it instead (host: the host's compilers and libraries)."""
+    if cell.hermetic is None:
+        return ""
+    if cell.hermetic:
+        return "yes"
+    return f"no ({cell.backend})" if cell.backend else "no"
+
+
 def result_text(cell: Cell) -> str:
     text = "built (from cache)" if cell.result == "cached" else cell.result
     if cell.result == "reused" and cell.why:
@@ -46,8 +55,9 @@ def result_text(cell: Cell) -> str:
 
 def cell_row(cell: Cell) -> list[str]:
     return [cell.recipe, cell.version, cell.python, cell.target, result_text(cell),
-            reproducible_text(cell), ", ".join(cell.signed) or ("no" if cell.ok else ""),
-            cell.tests, cell.tag, duration(cell.seconds)]
+            hermetic_text(cell), reproducible_text(cell),
+            ", ".join(cell.signed) or ("no" if cell.ok else ""), cell.tests, cell.tag,
+            duration(cell.seconds)]
 
 
 def _md(text: str) -> str:
@@ -66,10 +76,11 @@ def summary_line(status: Status) -> str:
     ok = [c for c in tried if c.ok]
     repro = [c for c in ok if c.reproducible]
     tested = [c for c in ok if c.tests.startswith("passed")]
+    hermetic = [c for c in ok if c.hermetic]
     return (f"{len(status.recipes)} recipe(s), {len(status.cells)} builds (recipe × Python × "
             f"target): {len(ok)} built, {len(tried) - len(ok)} failed, "
-            f"{len(status.cells) - len(tried)} not built yet; {len(repro)} of the built "
-            f"checked reproducible, {len(tested)} passed their tests.")
+            f"{len(status.cells) - len(tried)} not built yet; {len(hermetic)} of the built "
+            f"hermetic, {len(repro)} checked reproducible, {len(tested)} passed their tests.")
 
 
 def render_packages_md(status: Status, *, command: str, sources: str) -> str:
@@ -93,8 +104,12 @@ def render_packages_md(status: Status, *, command: str, sources: str) -> str:
     out += _table(["package", "version", "python", "targets", "system packages", "about"],
                   recipe_rows)
     out += ["", "## Builds", "",
-            "The last known result of each recipe for each Python and target. *reproducible*: "
-            "a second build in varied surroundings (`--check-repro`) gave the same sha256.", ""]
+            "The last known result of each recipe for each Python and target. *hermetic*: built "
+            "with kiln's pinned toolchain and CPython description only, the host's compilers "
+            "and headers hidden (*no (host)*: with the host's compilers and system packages). "
+            "*reproducible*: a second build in varied surroundings (`--check-repro`: another "
+            "CPython build of the same version, other tools on PATH, another folder, clock, "
+            "locale …) gave the same sha256.", ""]
     out += _table(list(COLUMNS), [cell_row(c) for c in status.cells])
     failures = [c for c in status.cells if c.result in ("failed", "not reproducible")]
     out += ["", "## What did not build, and why", ""]

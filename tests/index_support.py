@@ -59,7 +59,7 @@ def make_wheel(folder: Path, name: str, version: str, *, tag: str = "py3-none-an
 
 
 def write_record(wheel: Path, *, reproducible: bool | None, build_id: str = "b-0001",
-                 sha256: str | None = None) -> Path:
+                 sha256: str | None = None, hermetic: bool | None = None) -> Path:
     """A build record beside ``wheel`` with just the fields the index reads."""
     digest = sha256 or hashlib.sha256(wheel.read_bytes()).hexdigest()
     record = {"kind": "https://kiln.dev/build-record/v1", "build_id": build_id,
@@ -67,6 +67,8 @@ def write_record(wheel: Path, *, reproducible: bool | None, build_id: str = "b-0
                            "size": wheel.stat().st_size}],
               "repro": None if reproducible is None else {
                   "checked": True, "reproducible": reproducible, "digests": [digest]}}
+    if hermetic is not None:
+        record["hermetic"] = hermetic
     path = wheel.with_name(wheel.name + ".build.json")
     path.write_text(json.dumps(record, indent=2))
     os.utime(path, (FIXED_MTIME, FIXED_MTIME))

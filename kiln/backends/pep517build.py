@@ -66,6 +66,7 @@ def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, 
         prefix=cpu_prefix(job),
         inner_prefix=faketime_prefix(job),
         label=job.label,
+        hermetic=toolchain.hermetic,
     )
     settings = effective_config_settings(build_system.backend, dict(job.recipe.config_settings))
     name = build_wheel(build_system, run, ws.inside(ws.out), settings)

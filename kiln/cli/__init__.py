@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "kiln.cli.index",
     "kiln.cli.emulation",
     "kiln.cli.status",
+    "kiln.cli.toolchain",
 )
 for _module in COMMAND_MODULES:
     importlib.import_module(_module)

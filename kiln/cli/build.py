@@ -335,6 +335,16 @@ def repro(
 
 
 def print_report(report: Any, path: Path) -> None:
+    if report.inputs:
+        table(f"inputs that differ (theirs from {report.their_record})",
+              ["input", "ours", "theirs", "shapes the bytes"],
+              [[d.input, d.ours, d.theirs, "yes" if d.shapes_bytes else "no"]
+               for d in report.inputs])
+    elif report.their_record:
+        out.print(Text(f"every recorded input is the same (theirs from {report.their_record})"))
+    elif report.their_record is None and not report.reproducible:
+        out.print(Text("their build record was not found (beside the wheel, at its url + "
+                       ".build.json, or on the audit branch): only the members can be compared"))
     if report.reproducible:
         out.print(Text.assemble(("identical", "green"), f": {report.wheel} sha256 "
                                 f"{report.first.sha256}"))

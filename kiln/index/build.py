@@ -17,7 +17,7 @@ from kiln.errors import IndexBuildError
 from kiln.index import render
 from kiln.index.model import IndexReport, ProjectUpstream, Rejected, WheelEntry
 from kiln.index.provenance import BadAttestation, provenance_for
-from kiln.index.state import IndexState, WheelStat
+from kiln.index.state import SCHEMA_VERSION, IndexState, WheelStat
 from kiln.index.tree import SLOTS, OutputTree
 from kiln.index.upstream import digest, fetch_all
 from kiln.index.wheels import (
@@ -226,15 +226,16 @@ class _Run:
                   fresh: bool = False, record: RecordFacts | None = None) -> WheelEntry:
         """Read the build record and attestation beside a wheel when they changed."""
         if fresh or record_sig != entry.record_sig:
-            reproducible, build_id = None, None
+            reproducible, build_id, hermetic = None, None, None
             if record_sig:
                 facts = record or read_build_record(
                     self.wheelhouse / (entry.filename + RECORD_SUFFIX), entry.sha256)
-                reproducible, build_id = facts.reproducible, facts.build_id
+                reproducible, build_id, hermetic = (facts.reproducible, facts.build_id,
+                                                    facts.hermetic)
                 if facts.warning:
                     self.report.warnings.append(facts.warning)
             entry = entry._replace(reproducible=reproducible, build_id=build_id,
-                                   record_sig=record_sig)
+                                   record_sig=record_sig, hermetic=hermetic)
         if fresh or attestation_sig != entry.attestation_sig:
             provenance = False
             name = entry.filename + ATTESTATION_SUFFIX
@@ -309,7 +310,7 @@ class _Run:
         state.put_pages(written)
         if state.get("settings") != self.settings:
             state.put("settings", self.settings)
-            state.put("schema", "1")
+            state.put("schema", SCHEMA_VERSION)
 
     def _upstream(self, projects: set[str], affected: set[str],
                   settings_changed: bool) -> dict[str, ProjectUpstream]:

@@ -35,6 +35,7 @@ class WheelEntry(NamedTuple):
     record_sig: str = ""  # size and mtime of <wheel>.build.json when it was read
     attestation_sig: str = ""  # the same for <wheel>.publish.attestation
     provenance: bool = False  # a PEP 740 provenance file is published beside the wheel
+    hermetic: bool | None = None  # from the build record: built with pinned inputs only
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ def file_records(entries: Sequence[WheelEntry], links: Links) -> list[dict[str, 
             "yanked": False,
             "provenance": links.to(e.path + ".provenance") if e.provenance else None,
             "_kiln": {"reproducible": None if e.reproducible is None else bool(e.reproducible),
+                      "hermetic": None if e.hermetic is None else bool(e.hermetic),
                       "build_id": e.build_id},
         })
         records.append(record)
@@ -119,6 +120,8 @@ def _anchor(record: dict[str, Any]) -> str:
     if isinstance(kiln, dict):
         if kiln.get("reproducible") is not None:
             attrs += _attr("data-kiln-reproducible", "true" if kiln["reproducible"] else "false")
+        if kiln.get("hermetic") is not None:
+            attrs += _attr("data-kiln-hermetic", "true" if kiln["hermetic"] else "false")
         if kiln.get("build_id"):
             attrs += _attr("data-kiln-build-id", kiln["build_id"])
     return f"    <a{attrs}>{escape(record['filename'])}</a><br>\n"

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from kiln.errors import IndexBuildError
 from kiln.index.model import ProjectUpstream, Rejected, WheelEntry
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: wheels.hermetic
 _WHEEL_COLUMNS = list(WheelEntry._fields)
 _SELECT = ", ".join(_WHEEL_COLUMNS)
 
@@ -60,6 +60,13 @@ class IndexState:
                                   hint="delete it and run `kiln index` again; it rebuilds "
                                        "the state by reading every wheel") from exc
         version = self.get("schema")
+        if version == "1":
+            # Version 2 keeps each wheel's hermetic flag: add the column and read every
+            # build record again, so the next run fills it in.
+            self.db.execute("ALTER TABLE wheels ADD COLUMN hermetic")
+            self.db.execute("UPDATE wheels SET record_sig = ''")
+            self.put("schema", SCHEMA_VERSION)
+            version = SCHEMA_VERSION
         if version not in (None, SCHEMA_VERSION):
             raise IndexBuildError(f"{path}: index state version {version} is not "
                                   f"{SCHEMA_VERSION}", hint="delete it and run again")

@@ -177,6 +177,7 @@ class RecordFacts:
     reproducible: bool | None
     build_id: str | None
     warning: str | None = None
+    hermetic: bool | None = None
 
 
 def read_build_record(path: Path, sha256: str) -> RecordFacts:
@@ -203,7 +204,9 @@ def read_build_record(path: Path, sha256: str) -> RecordFacts:
     if isinstance(repro, dict) and repro.get("checked") is not False:
         value = repro.get("reproducible")
         reproducible = value if isinstance(value, bool) else None
-    return RecordFacts(reproducible, build_id if isinstance(build_id, str) else None)
+    hermetic = data.get("hermetic")
+    return RecordFacts(reproducible, build_id if isinstance(build_id, str) else None,
+                       hermetic=hermetic if isinstance(hermetic, bool) else None)
 
 
 @dataclass(frozen=True)

@@ -77,14 +77,17 @@ def put_outcome(wheelhouse: Path, recipe: Path, *, python: str = "3.11",
 def test_a_built_wheel_shows_tag_tests_repro_and_signatures(tmp_path):
     recipes = tmp_path / "recipes"
     write_recipe(recipes)
-    put_record(tmp_path / "wh", signed=("dsse",))
+    put_record(tmp_path / "wh", signed=("dsse",), hermetic=True, backend="hermetic")
+    put_record(tmp_path / "wh", python="3.12.1", backend="host",
+               not_hermetic=["built with this host's compilers"])
     status = collect_status([recipes], wheelhouse=tmp_path / "wh")
     by_python = {c.python: c for c in status.cells}
     built = by_python["3.11"]
     assert (built.result, built.tag, built.tests, built.reproducible, built.signed) == (
         "built", "manylinux_2_5_x86_64", "passed", True, ("dsse",))
-    assert cell_row(built)[4:8] == ["built", "yes", "dsse", "passed"]
-    assert by_python["3.12"].result == "not built"
+    assert cell_row(built)[4:9] == ["built", "yes", "yes", "dsse", "passed"]
+    host = by_python["3.12"]
+    assert (host.result, host.hermetic, cell_row(host)[5]) == ("built", False, "no (host)")
 
 
 def test_a_later_failure_wins_and_says_why(tmp_path):
@@ -111,7 +114,7 @@ def test_not_reproducible_is_its_own_result(tmp_path):
     put_outcome(tmp_path / "wh", recipe, error=NotReproducibleError("two builds differ"))
     cell = collect_status([recipe], wheelhouse=tmp_path / "wh").cells[0]
     assert (cell.result, cell.reproducible) == ("not reproducible", False)
-    assert cell_row(cell)[5] == "no"
+    assert cell_row(cell)[6] == "no"
 
 
 def test_a_failure_before_any_build_applies_to_every_python(tmp_path):
@@ -178,20 +181,20 @@ def test_packages_md_lists_recipes_builds_and_failures(tmp_path):
     recipes = tmp_path / "recipes"
     recipe = write_recipe(recipes)
     write_recipe(recipes, name="other", pythons='"3.12"')
-    put_record(tmp_path / "wh", signed=("dsse", "sigstore"))
+    put_record(tmp_path / "wh", signed=("dsse", "sigstore"), hermetic=True, backend="hermetic")
     put_outcome(tmp_path / "wh", recipe, python="3.12",
                 error=BuildError("compiler said a|b\nand more"))
     status = collect_status([recipes], wheelhouse=tmp_path / "wh")
     page = render_packages_md(status, command="kiln status recipes --write PACKAGES.md",
                               sources="the wheelhouse")
     assert page.startswith("# Packages\n")
-    assert "| cext-demo | 1.0 | 3.11 | linux-x86_64 | built | yes | dsse, sigstore | passed |" \
-        in page
+    assert ("| cext-demo | 1.0 | 3.11 | linux-x86_64 | built | yes | yes | dsse, sigstore | "
+            "passed |") in page
     assert "a tiny C extension \\| for tests" in page  # the recipe's own comment, escaped
     assert "- **cext-demo 1.0** (Python 3.12, linux-x86_64): compiler said a\\|b and more" in page
     assert "- other 1.0: 3.12 linux-x86_64" in page  # not built yet
     assert ("2 recipe(s), 3 builds (recipe × Python × target): 1 built, 1 failed, "
-            "1 not built yet") in page
+            "1 not built yet; 1 of the built hermetic") in page
 
 
 def test_recipe_folders_and_missing_paths(tmp_path):

@@ -29,7 +29,7 @@ def file_path(out: Path, project: str, record: dict) -> Path:
 def test_index_lists_each_wheel_with_hash_metadata_and_pep700_fields(tmp_path):
     wh, out = tmp_path / "wh", tmp_path / "public"
     wheel = make_wheel(wh, "Demo_Pkg", "1.0", requires_python=">=3.8")
-    write_record(wheel, reproducible=True, build_id="build-42")
+    write_record(wheel, reproducible=True, build_id="build-42", hermetic=True)
     make_wheel(wh, "demo-pkg", "1.10")
     make_wheel(wh, "demo-pkg", "1.9")
     report = build_index(wh, out)
@@ -44,8 +44,9 @@ def test_index_lists_each_wheel_with_hash_metadata_and_pep700_fields(tmp_path):
     assert first["requires-python"] == ">=3.8"
     assert first["size"] == wheel.stat().st_size
     assert first["upload-time"] == "2023-11-14T22:13:20.000000Z"
-    assert first["_kiln"] == {"reproducible": True, "build_id": "build-42"}
-    assert data["files"][1]["_kiln"] == {"reproducible": None, "build_id": None}
+    assert first["_kiln"] == {"reproducible": True, "hermetic": True, "build_id": "build-42"}
+    assert data["files"][1]["_kiln"] == {"reproducible": None, "hermetic": None,
+                                         "build_id": None}
     # the wheel and its PEP 658 metadata file are where the page says, with those hashes
     served = file_path(out, "demo-pkg", first)
     assert served.read_bytes() == wheel.read_bytes()

@@ -49,9 +49,9 @@ def index(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("golden")
     wh, out = tmp / "wheelhouse", tmp / "public"
     first = make_wheel(wh, "demo-pkg", "1.0", requires_python=">=3.8,<4")
-    write_record(first, reproducible=True, build_id="build-0001")
+    write_record(first, reproducible=True, build_id="build-0001", hermetic=True)
     second = make_wheel(wh, "demo-pkg", "1.1+local.1", tag="cp311-cp311-manylinux_2_17_x86_64")
-    write_record(second, reproducible=False, build_id="build-0002")
+    write_record(second, reproducible=False, build_id="build-0002", hermetic=False)
     make_wheel(wh, "mixed", "1.0")
     copy_asset_wheel(wh, "rfc8785-0.1.2-py3-none-any.whl")
     (wh / "broken-1.0-py3-none-any.whl").write_bytes(b"not a wheel")

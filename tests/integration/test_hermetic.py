@@ -1,0 +1,289 @@
+"""Hermetic builds for real: the same wheel whichever CPython build of X.Y runs the build,
+from whichever folder and cache; the host's compilers hidden; a rebuild that compiles.
+
+Two CPython 3.11 builds are on the machines kiln is tested on: pyenv's (or setup-python's)
+and Debian's ``/usr/bin/python3.11`` (`.ci/setup` installs it). The builds run offline: the
+pinned zig and CPython 3.11 headers are among the files `.ci/setup` fetched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, TEST_WHEELS, cext_files, make_sdist, recipe_text
+
+pytestmark = pytest.mark.slow
+
+ADD_TEST = "python -c 'import cext_demo; assert cext_demo.add(40, 2) == 42'"
+CXX_FILES = {
+    "pyproject.toml": """
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+    """,
+    "setup.py": """
+        from setuptools import Extension, setup
+        setup(name="cxx-demo", version="1.0", packages=["cxx_demo"],
+              ext_modules=[Extension("cxx_demo._native", ["src/native.cpp"], language="c++")])
+    """,
+    "cxx_demo/__init__.py": "from ._native import joined_sum\n",
+    "src/native.cpp": """
+        #define PY_SSIZE_T_CLEAN
+        #include <Python.h>
+        #include <numeric>
+        #include <string>
+        #include <vector>
+
+        static PyObject *joined_sum(PyObject *self, PyObject *args) {
+            long n;
+            if (!PyArg_ParseTuple(args, "l", &n)) return NULL;
+            std::vector<long> v(n);
+            std::iota(v.begin(), v.end(), 1);
+            std::string s = std::to_string(std::accumulate(v.begin(), v.end(), 0L));
+            return PyUnicode_FromString(s.c_str());
+        }
+        static PyMethodDef methods[] = {
+            {"joined_sum", joined_sum, METH_VARARGS, ""}, {NULL, NULL, 0, NULL}};
+        static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+        PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+    """,
+}
+CXX_TEST = "python -c 'import cxx_demo; assert cxx_demo.joined_sum(100) == str(5050)'"
+DEBIAN_PYTHON = Path("/usr/bin/python3.11")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _python_info(python: Path) -> tuple[str, str]:
+    out = subprocess.run([python, "-c", "import sys, sysconfig; print(sys.version.split()[0]); "
+                          "print(sysconfig.get_config_var('INCLUDEPY'))"],
+                         capture_output=True, text=True, check=True)
+    version, include = out.stdout.split()
+    return version, include
+
+
+@pytest.fixture(scope="module")
+def two_pythons() -> tuple[Path, Path]:
+    """Two different builds of CPython 3.11: the one kiln finds first, and Debian's."""
+    if not any(TEST_WHEELS.glob("libpython3.11-dev_*.deb")):
+        pytest.fail(f"{TEST_WHEELS} has no pinned CPython 3.11 headers: run `bash .ci/setup`")
+    from kiln.toolchain.interpreters import find_interpreter
+
+    first = find_interpreter("3.11").path
+    if not DEBIAN_PYTHON.is_file():
+        pytest.skip("Debian's python3.11 is not installed (.ci/setup installs it)")
+    if _digest(Path(os.path.realpath(first))) == _digest(Path(os.path.realpath(DEBIAN_PYTHON))):
+        pytest.skip("kiln's first CPython 3.11 is Debian's: there is no second build here")
+    return first, DEBIAN_PYTHON
+
+
+@pytest.fixture(scope="module")
+def warm_tools(tmp_path_factory: pytest.TempPathFactory, kiln_env_module: dict[str, str]) -> Path:
+    """A kiln cache whose zig has built its C and C++ runtimes once (a warm-up project's
+    build), copied into each test's own cache folder: the tests' own objects are compiled
+    in each, the minutes zig spends on libc++ are spent once."""
+    base = tmp_path_factory.mktemp("warm")
+    recipe = _recipe(base, "warm-up", {**CXX_FILES, "setup.py": CXX_FILES["setup.py"].replace(
+        'name="cxx-demo"', 'name="warm-up"')}, ())
+    subprocess.run([sys.executable, "-m", "kiln", "build", recipe, "-o", base / "wh", "--no-test"],
+                   env={**kiln_env_module, "KILN_CACHE_DIR": str(base / "cache")}, check=True,
+                   capture_output=True, timeout=900)
+    return base / "cache" / "tools"
+
+
+@pytest.fixture(scope="module")
+def kiln_env_module(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(KILN_NO_INDEX="1", KILN_FIND_LINKS=str(TEST_WHEELS), COLUMNS="200")
+    return env
+
+
+def _cache(warm_tools: Path, where: Path) -> Path:
+    shutil.copytree(warm_tools, where / "tools", symlinks=True)
+    return where
+
+
+def _recipe(tmp_path: Path, name: str, files: dict[str, str], tests: tuple[str, ...],
+            extra: str = "") -> Path:
+    sdist = make_sdist(tmp_path / "sdists", name, "1.0", files)
+    path = tmp_path / "recipes" / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(recipe_text(sdist, tests=tests, extra=extra))
+    return path
+
+
+def _build(run_kiln, recipe: Path, out: Path, cache: Path, *args: str, cwd: Path | None = None,
+           check: bool = True):  # type: ignore[no-untyped-def]
+    result = run_kiln("build", recipe, "-o", out, "--json", *args, check=check, cwd=cwd,
+                      env={"KILN_CACHE_DIR": str(cache)})
+    return result, (json.loads(result.stdout) if result.stdout.strip() else [])
+
+
+@pytest.mark.parametrize(("name", "files", "test"), [
+    ("cext-demo", cext_files(), ADD_TEST),
+    ("cxx-demo", CXX_FILES, CXX_TEST),
+], ids=["c", "c++"])
+def test_two_cpython_builds_give_the_same_wheel(run_kiln, two_pythons, warm_tools, tmp_path, name,
+                                                files, test):
+    pyenv, debian = two_pythons
+    assert _python_info(pyenv) != _python_info(debian)  # other versions and include folders
+    recipe = _recipe(tmp_path, name, files, (test,))
+    (tmp_path / "elsewhere" / "deeper").mkdir(parents=True)
+    _, first = _build(run_kiln, recipe, tmp_path / "wh-a", _cache(warm_tools, tmp_path / "a"),
+                      "--python-path", f"3.11={pyenv}")
+    _, second = _build(run_kiln, recipe, tmp_path / "elsewhere" / "wh-b",
+                       _cache(warm_tools, tmp_path / "elsewhere" / "b"),
+                       "--python-path", f"3.11={debian}", cwd=tmp_path / "elsewhere" / "deeper")
+    a, b = first[0]["record"], second[0]["record"]
+    # Two interpreters ran the builds ...
+    assert a["python"]["path"] != b["python"]["path"]
+    assert a["python"]["sha256"] != b["python"]["sha256"]
+    # ... and gave one wheel, manylinux2014, hermetic, with one build id.
+    assert a["outputs"][0]["sha256"] == b["outputs"][0]["sha256"]
+    assert "manylinux_2_17_x86_64" in a["outputs"][0]["platform_tags"]
+    assert a["hermetic"] is b["hermetic"] is True, (a["not_hermetic"], b["not_hermetic"])
+    assert a["build_id"] == b["build_id"]
+    assert a["cpython"]["headers_sha256"] == b["cpython"]["headers_sha256"]
+    assert a["test"]["passed"] is b["test"]["passed"] is True
+    # Neither interpreter's own include folder is named in the binary.
+    wheel = Path(first[0]["wheel"])
+    with zipfile.ZipFile(wheel) as zf:
+        blob = b"".join(zf.read(n) for n in zf.namelist() if ".so" in n)
+    for python in (pyenv, debian):
+        include = _python_info(python)[1].encode()
+        assert include not in blob, include
+    assert b"python/include/python3.11/object.h" in blob  # kiln's headers, at /kiln/python
+
+
+PROBE_SETUP = """
+    import json, os, shutil, subprocess
+    from setuptools import Extension, setup
+
+    seen = {}
+    for tool in ("gcc", "cc", "g++", "ld", "cmake", "ninja", "x86_64-linux-gnu-gcc-12"):
+        path = shutil.which(tool, path="/usr/bin:/bin:/usr/local/bin")
+        if path:
+            run = subprocess.run([path, "--version"], capture_output=True, text=True)
+            seen[tool] = [path, run.returncode, (run.stdout + run.stderr).strip()[:200]]
+    seen["/usr/include"] = sorted(os.listdir("/usr/include")) if os.path.isdir("/usr/include") \\
+        else None
+    seen["CC"] = os.environ.get("CC")
+    import sysconfig
+    seen["INCLUDEPY"] = sysconfig.get_config_var("INCLUDEPY")
+    seen["include"] = sysconfig.get_paths()["include"]
+    seen["CFLAGS"] = sysconfig.get_config_var("CFLAGS")
+    os.makedirs("cext_demo", exist_ok=True)
+    with open("cext_demo/seen.json", "w") as fh:
+        json.dump(seen, fh, indent=1, sort_keys=True)
+    setup(name="cext-demo", version="1.0", packages=["cext_demo"],
+          package_data={"cext_demo": ["seen.json"]},
+          ext_modules=[Extension("cext_demo._speedups", ["src/speedups.c"])])
+"""
+
+
+def _seen(wheel: Path) -> dict:  # type: ignore[type-arg]
+    with zipfile.ZipFile(wheel) as zf:
+        return json.loads(zf.read("cext_demo/seen.json"))  # type: ignore[no-any-return]
+
+
+def test_the_host_compilers_and_headers_are_hidden_and_the_build_still_passes(run_kiln,
+                                                                                tmp_path):
+    from kiln.toolchain.hosttools import compilers_and_tools
+
+    hidden = compilers_and_tools()
+    if not any(p.name.startswith(("x86_64-linux-gnu-gcc", "gcc")) for p in hidden):
+        pytest.skip("this host has no gcc to hide")
+    files = cext_files()
+    files["setup.py"] = PROBE_SETUP
+    recipe = _recipe(tmp_path, "cext-demo", files, (ADD_TEST,))
+    _, results = _build(run_kiln, recipe, tmp_path / "wh", tmp_path / "cache")
+    record = results[0]["record"]
+    assert record["test"]["passed"] is True and record["hermetic"] is True
+    seen = _seen(Path(results[0]["wheel"]))
+    ran = {tool: found for tool, found in seen.items()
+           if isinstance(found, list) and not tool.startswith("/")}
+    assert "gcc" in ran, seen
+    for tool, (path, code, said) in ran.items():
+        # Each host tool is there by name, and refuses to run, saying why.
+        assert code == 127, (tool, path, code, said)
+        assert "a hermetic build runs only pinned tools" in said, (tool, said)
+    assert seen["/usr/include"] == []  # no host header is visible
+    assert seen["CC"].startswith("/kiln/env/bin/kiln-cc")
+    assert seen["INCLUDEPY"] == seen["include"] == "/kiln/python/include/python3.11"
+    assert "-O3" in seen["CFLAGS"] and "-fstack-protector-strong" not in seen["CFLAGS"]
+
+
+def test_the_host_backend_sees_the_host_and_says_it_is_not_hermetic(run_kiln, tmp_path):
+    files = cext_files()
+    files["setup.py"] = PROBE_SETUP
+    recipe = _recipe(tmp_path, "cext-demo", files, (ADD_TEST,))
+    _, results = _build(run_kiln, recipe, tmp_path / "wh", tmp_path / "cache",
+                        "--backend", "host")
+    record = results[0]["record"]
+    assert record["backend"] == "host"
+    assert record["hermetic"] is False
+    assert any("host's compilers" in why for why in record["not_hermetic"])
+    assert record["cpython"] is None
+    seen = _seen(Path(results[0]["wheel"]))
+    assert seen["gcc"][1] == 0  # the host's gcc runs
+    assert seen["INCLUDEPY"] != "/kiln/python/include/python3.11"
+
+
+def test_a_rebuild_with_a_warm_first_build_cache_still_compiles(run_kiln, two_pythons,
+                                                                  tmp_path):
+    # Same build path as the first build: every compile command is the same, so a shared
+    # compiler cache would hand the rebuild the first build's objects.
+    recipe = _recipe(tmp_path, "cext-demo", cext_files(), (ADD_TEST,),
+                     extra='\n[repro]\nskip-variations = ["build_path"]\n')
+    cache = tmp_path / "cache"
+    _build(run_kiln, recipe, tmp_path / "warm", cache)
+    first_chain = cache / "tools" / "zig-cache"
+    objects = sorted(first_chain.glob("o/*/speedups.o"))
+    assert objects, "the first build compiled nothing into its cache"
+    rebuild_chain = cache / "tools" / "zig-cache-rebuild"
+    assert not rebuild_chain.exists()
+    _, results = _build(run_kiln, recipe, tmp_path / "wh", cache, "--check-repro", "--no-cache")
+    repro = results[0]["record"]["repro"]
+    assert repro["reproducible"] is True, repro
+    assert repro["rebuild_compiles"].startswith("cold"), repro
+    assert sorted(rebuild_chain.glob("o/*/speedups.o")), "the rebuild compiled nothing"
+    assert "build_path" in repro["skipped"]
+    # The rebuild ran with the other CPython 3.11 and other tools on PATH.
+    assert {"interpreter", "tools"} <= set(repro["variations"]), repro
+    assert str(two_pythons[1]) in repro["rebuild_interpreter"] or \
+        str(two_pythons[0]) in repro["rebuild_interpreter"]
+    # A second check: the rebuild now compiles from its own chain, never the build's.
+    _, again = _build(run_kiln, recipe, tmp_path / "wh2", cache, "--check-repro", "--no-cache")
+    assert again[0]["record"]["repro"]["rebuild_compiles"].startswith("its own compiler cache")
+
+
+def test_a_hermetic_build_with_a_second_python_path_rebuilds_with_it(run_kiln, two_pythons,
+                                                                      tmp_path):
+    pyenv, debian = two_pythons
+    recipe = _recipe(tmp_path, "cext-demo", cext_files(), (ADD_TEST,))
+    _, results = _build(run_kiln, recipe, tmp_path / "wh", tmp_path / "cache", "--check-repro",
+                        "--python-path", f"3.11={debian}", "--python-path", f"3.11={pyenv}")
+    record = results[0]["record"]
+    assert record["python"]["path"] == str(debian)
+    assert record["repro"]["reproducible"] is True
+    assert str(pyenv) in record["repro"]["rebuild_interpreter"]
+
+
+def test_kiln_toolchain_fetch_fills_a_folder_builds_use_offline(run_kiln, tmp_path):
+    from kiln.toolchain.cpython import pin_for
+
+    result = run_kiln("toolchain", "show", "--json", check=True)
+    shown = json.loads(result.stdout)
+    assert shown["cpython"]["3.11"]["sha256"] == pin_for("3.11").sha256
+    assert (ROOT / ".cache" / "test-wheels" / pin_for("3.11").filename).is_file()
