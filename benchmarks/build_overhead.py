@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from kiln.fetch import fetch_sdist  # noqa: E402
 from kiln.installer import uv_binary  # noqa: E402
-from kiln.toolchain.interpreters import find_interpreter  # noqa: E402
 from kiln.recipe import load_recipe  # noqa: E402
+from kiln.toolchain.interpreters import find_interpreter  # noqa: E402
 
 
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:

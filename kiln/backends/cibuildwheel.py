@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 
 from kiln import proc
-from kiln.backends import BuildJob, Isolation, RawBuild, Tool, Toolchain
+from kiln.backends import BuildJob, Isolation, RawBuild, Toolchain
 from kiln.buildenv import Workspace
 from kiln.cibuildwheel_config import (
     CONTAINER_PROJECT,
@@ -34,6 +34,7 @@ from kiln.files import sha256_file
 from kiln.pep517 import effective_config_settings, read_build_system
 from kiln.toolchain.sandbox import CANONICAL_ROOT
 from kiln.toolchain.targets import host_target
+from kiln.toolchain.tool import Tool
 
 # What cibuildwheel and the container engine may see of the caller's environment.
 _PASS_THROUGH = ("PATH", "HOME", "USER", "TMPDIR", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME",

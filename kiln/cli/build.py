@@ -23,7 +23,7 @@ from kiln.cli.console import err, out, print_json, table
 from kiln.errors import BuildsFailedError, KilnError, UsageError
 from kiln.installer import PYPI_SIMPLE
 from kiln.progress import reporting
-from kiln.recipe import BACKENDS, ENV_NAME, RESERVED_ENV
+from kiln.recipe import BACKEND_ALIASES, BACKENDS, ENV_NAME, RESERVED_ENV
 from kiln.toolchain.targets import TARGETS
 
 PythonOption = Annotated[list[str] | None, typer.Option(
@@ -64,7 +64,7 @@ def _check_choices(targets: list[str] | None, backend: str | None) -> None:
         if target not in TARGETS:
             raise UsageError(f"--target {target}: unknown target",
                              hint=f"targets: {', '.join(TARGETS)}")
-    if backend is not None and backend not in BACKENDS:
+    if backend is not None and backend not in BACKENDS and backend not in BACKEND_ALIASES:
         raise UsageError(f"--backend {backend}: unknown backend",
                          hint=f"backends: {', '.join(BACKENDS)}")
 

@@ -22,15 +22,17 @@ def cibuildwheel_configs(recipes: list[Path], *, pythons: tuple[str, ...],
     from kiln.cibuildwheel_config import CONTAINER_PROJECT, translate
     from kiln.fetch import fetch_sdist, source_date_epoch
     from kiln.pep517 import effective_config_settings, sdist_backend
-    from kiln.recipe import load_recipe
+    from kiln.recipe import canonical_backend, default_backend, load_recipe
     from kiln.toolchain.targets import TARGETS
 
     entries = []
     for path in recipes:
         recipe = load_recipe(path)
-        if (backend or recipe.backend) != "cibuildwheel":
+        chosen = canonical_backend(backend) if backend else (
+            recipe.backend or default_backend(recipe)[0])
+        if chosen != "cibuildwheel":
             raise UsageError(f"{path}: --print-config shows cibuildwheel's configuration, and "
-                             f"this build uses the {backend or recipe.backend} backend",
+                             f"this build uses the {chosen} backend",
                              hint="add --backend cibuildwheel")
         # SOURCE_DATE_EPOCH and the build backend come from the sdist (cached).
         source = fetch_sdist(recipe, cache)

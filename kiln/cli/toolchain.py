@@ -75,12 +75,13 @@ def fetch_command(
                     shutil.copyfile(deb, target)
                 fetched.append({"what": f"cpython {minor} headers", "file": str(target),
                                 "sha256": pin.sha256})
-            pin = zig.zig_pin()
-            sha = pin.wheel_sha256(host_target())
-            if not any(output.glob(f"{pin.package}-{pin.version}-*.whl")):
-                _download_zig(output, pin.package, pin.version, sha)
-            wheel = next(output.glob(f"{pin.package}-{pin.version}-*.whl"))
-            fetched.append({"what": f"{pin.package} {pin.version}", "file": str(wheel),
+            zig_pin = zig.zig_pin()
+            sha = zig_pin.wheel_sha256(host_target())
+            pattern = f"{zig_pin.package}-{zig_pin.version}-*.whl"
+            if not any(output.glob(pattern)):
+                _download_zig(output, zig_pin.package, zig_pin.version, sha)
+            wheel = next(output.glob(pattern))
+            fetched.append({"what": f"{zig_pin.package} {zig_pin.version}", "file": str(wheel),
                             "sha256": sha})
     finally:
         reporter.close()

@@ -49,7 +49,7 @@ def test_print_config_shows_the_translation_and_builds_nothing(run_kiln, cext_re
 def test_print_config_is_only_for_cibuildwheel(run_kiln, cext_recipe):
     result = run_kiln("build", "--print-config", cext_recipe)
     assert result.returncode == 2
-    assert "uses the native backend" in result.stderr
+    assert "uses the hermetic backend" in result.stderr
     assert "hint: add --backend cibuildwheel" in result.stderr
 
 

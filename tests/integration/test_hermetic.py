@@ -287,3 +287,66 @@ def test_kiln_toolchain_fetch_fills_a_folder_builds_use_offline(run_kiln, tmp_pa
     shown = json.loads(result.stdout)
     assert shown["cpython"]["3.11"]["sha256"] == pin_for("3.11").sha256
     assert (ROOT / ".cache" / "test-wheels" / pin_for("3.11").filename).is_file()
+
+
+@pytest.fixture
+def served(tmp_path):  # type: ignore[no-untyped-def]
+    """A folder served over http on loopback, as a mirror would serve a wheelhouse."""
+    import functools
+    import http.server
+    import threading
+
+    root = tmp_path / "mirror"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_repro_against_a_mirror_names_the_inputs_before_the_members(run_kiln, two_pythons,
+                                                                     warm_tools, served,
+                                                                     tmp_path):
+    pyenv, debian = two_pythons
+    root, url = served
+    recipe = _recipe(tmp_path, "cext-demo", cext_files(), (ADD_TEST,))
+    _, built = _build(run_kiln, recipe, root, _cache(warm_tools, tmp_path / "a"),
+                      "--python-path", f"3.11={pyenv}")
+    wheel = Path(built[0]["wheel"])
+    # An auditor elsewhere, with another CPython 3.11, rebuilds the mirror's wheel.
+    result = run_kiln("repro", recipe, "--against", f"{url}/{wheel.name}", "-o",
+                      tmp_path / "auditor", "--python-path", f"3.11={debian}", "--json",
+                      env={"KILN_CACHE_DIR": str(_cache(warm_tools, tmp_path / "b"))})
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["reproducible"] is True
+    assert report["their_record"] == f"{url}/{wheel.name}.build.json"
+    differing = {d["input"]: d for d in report["inputs"]}
+    # Only the interpreter (and where the build ran) differs, and it does not shape the bytes.
+    assert differing["interpreter"]["shapes_bytes"] is False
+    assert [d for d in report["inputs"] if d["shapes_bytes"]] == []
+
+
+def test_host_builds_with_two_interpreters_differ_and_repro_says_why(run_kiln, two_pythons,
+                                                                      tmp_path):
+    pyenv, debian = two_pythons
+    recipe = _recipe(tmp_path, "cext-demo", cext_files(), (ADD_TEST,))
+    _, built = _build(run_kiln, recipe, tmp_path / "wh-a", tmp_path / "cache-a",
+                      "--backend", "host", "--python-path", f"3.11={pyenv}")
+    wheel = built[0]["wheel"]
+    result = run_kiln("repro", recipe, "--against", wheel, "--backend", "host", "-o",
+                      tmp_path / "wh-b", "--python-path", f"3.11={debian}",
+                      env={"KILN_CACHE_DIR": str(tmp_path / "cache-b")})
+    assert result.returncode == 13, result.stderr
+    out = result.stdout
+    # The inputs come first: the interpreter shapes a host build.
+    assert out.index("inputs that differ") < out.index("embedded") if "embedded" in out \
+        else out.index("inputs that differ") < out.index("_speedups")
+    report = json.loads((tmp_path / "wh-b" / (Path(wheel).name + ".against.repro.json"))
+                        .read_text())
+    shaping = {d["input"] for d in report["inputs"] if d["shapes_bytes"]}
+    assert "interpreter" in shaping
+    causes = {d["cause"] for d in report["differences"]}
+    assert "host-path" in causes, report["differences"]

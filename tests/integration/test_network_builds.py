@@ -32,10 +32,12 @@ def test_markupsafe_from_the_shipped_recipe(run_kiln, tmp_path):
     for name in ("markupsafe.toml", "markupsafe.lock"):
         shutil.copy(ROOT / "recipes" / name, recipes / name)
     result = run_kiln("build", "--check-repro", recipes / "markupsafe.toml", "--python", "3.11",
-                      "-o", tmp_path / "wh", "--json", env=ONLINE, check=True)
+                      "--target", "linux-x86_64", "-o", tmp_path / "wh", "--json", env=ONLINE,
+                      check=True)
     built = [r for r in json.loads(result.stdout) if r["status"] != "skipped"]
     assert len(built) == 1
     record = built[0]["record"]
+    assert record["backend"] == "hermetic" and record["hermetic"] is True
     wheel = Path(built[0]["wheel"])
     assert "manylinux_2_17_x86_64" in wheel.name and "cp311-cp311" in wheel.name
     assert record["repro"]["reproducible"] is True

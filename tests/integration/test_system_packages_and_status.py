@@ -65,7 +65,7 @@ def test_status_table_and_packages_md_after_a_build(run_kiln, cext_recipe, tmp_p
     assert "cext-demo" in shown.stdout and "built" in shown.stdout
     assert "1 built, 0 failed" in shown.stdout
     text = page.read_text()
-    assert "| cext-demo | 1.0 | 3.11 | linux-x86_64 | built | yes | no | passed |" in text
+    assert "| cext-demo | 1.0 | 3.11 | linux-x86_64 | built | yes | yes | no | passed |" in text
     assert "Nothing failed." in text
     # no git repository here: the audit branch is simply not there
     assert "note:" in shown.stderr and "audit" in shown.stderr

@@ -6,9 +6,9 @@ import zipfile
 
 import pytest
 
-from kiln.toolchain import debian, emulation
 from kiln.cli.emulation import import_smoke_test, wheel_target_and_python
 from kiln.errors import EnvironmentSetupError, UnsupportedError, UsageError, VerificationError
+from kiln.toolchain import debian, emulation
 from kiln.toolchain.targets import TARGETS
 
 RELEASE = """\

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from kiln.backends import hermetic
-from kiln.toolchain import zig
 from kiln.errors import EnvironmentSetupError, UnsupportedError
 from kiln.pep517 import BuildSystem
 from kiln.repair import _meets
+from kiln.toolchain import zig
 from kiln.toolchain.sandbox import Sandbox
 from kiln.toolchain.targets import TARGETS
 

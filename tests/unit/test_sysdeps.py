@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from kiln.toolchain import sysdeps
 from kiln.backends import BuildJob, Tool, Toolchain
 from kiln.build import build_id, build_inputs
 from kiln.buildenv import CANONICAL
 from kiln.errors import EnvironmentSetupError
 from kiln.fetch import FetchedSource
 from kiln.installer import IndexOptions
-from kiln.toolchain.interpreters import Interpreter
 from kiln.lock import Lock
 from kiln.recipe import parse_recipe
+from kiln.toolchain import sysdeps
+from kiln.toolchain.interpreters import Interpreter
 from kiln.toolchain.sysdeps import SystemPackage
 from kiln.toolchain.targets import TARGETS
 
