@@ -2,8 +2,9 @@
 
 The builds run offline: the pinned ziglang wheel and CPython headers are among the test
 files `.ci/setup` fetched. The tests that run the wheel under qemu need Debian's archive
-for the aarch64 CPython, so they are marked `network`. All of them share one kiln cache (the zig install,
-zig's compiler cache and the sysroot are made once) and build sdists of their own.
+for the aarch64 CPython, so they are marked `network`. All of them share one kiln cache
+(the zig install, zig's compiler cache and the sysroot are made once) and build sdists of
+their own.
 """
 
 from __future__ import annotations
