@@ -15,6 +15,7 @@ from kiln.backends import Backend, BuildJob, Toolchain
 from kiln.buildenv import CANONICAL, Surroundings, Workspace, prefix_maps
 from kiln.errors import BuildError, KilnError
 from kiln.files import Artifact, sha256_bytes
+from kiln.observe import sandbox_text
 from kiln.progress import reporter
 from kiln.record import (
     BuildRecord,
@@ -214,7 +215,9 @@ def run_build(
         ),
         sandbox=(SandboxRef(tool=raw_build.isolation.tool, network=raw_build.isolation.network)
                  if raw_build.isolation else
-                 SandboxRef(tool=bwrap_version() or "none", network=ws.sandbox.network_note())),
+                 SandboxRef(tool=bwrap_version() or "none",
+                            network=sandbox_text(dict(raw_build.observed),
+                                                 ws.sandbox.network_note()))),
         outputs=[WheelRef(filename=staged.name, sha256=wheel_ref.sha256, size=wheel_ref.size,
                           python_tag=name.python_tag, abi_tag=name.abi_tag,
                           platform_tags=list(name.platform_tags))],
@@ -231,6 +234,7 @@ def run_build(
         hermetic=toolchain.hermetic and not toolchain.not_hermetic,
         not_hermetic=list(toolchain.not_hermetic),
         cpython=_cpython_ref(toolchain),
+        observed=dict(raw_build.observed),
     )
     return BuildOutcome(record=record, wheel=staged, log=log)
 

@@ -17,6 +17,7 @@ from contextvars import copy_context
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from kiln import observe
 from kiln.backends import Backend, BuildJob, Toolchain, get_backend
 from kiln.build import BuildOutcome, build_id, run_build, test_wheel
 from kiln.buildenv import CANONICAL, varied
@@ -419,6 +420,16 @@ def _compare(job: BuildJob, backend: Backend, first: BuildOutcome, second: Build
     reporter().stage("compare", first.wheel.name)
     report = compare_wheels(first.wheel, second.wheel, surroundings=second.record,
                             first_record=first.record, variations=second.surroundings)
+    # A variation counts as applied only when the two builds saw different values.
+    asked = second.surroundings.applied if second.surroundings else ()
+    first_seen = first.record.observed or None
+    seen, alike = observe.compare(first_seen, second.record.observed, asked)
+    skipped = dict(report.skipped)
+    if first_seen is None:
+        why = ("not observed: the build came from the cache of a kiln that recorded no "
+               "observations (--no-cache builds it again)")
+        skipped.update(dict.fromkeys(asked, why))
+    report = report.model_copy(update={"variations": list(seen), "skipped": skipped})
     report_path = options.output / f"{first.wheel.name}.repro.json"
     report = write_report(report, report_path, diffoscope=options.diffoscope,
                           wheels=(first.wheel, second.wheel))
@@ -432,7 +443,16 @@ def _compare(job: BuildJob, backend: Backend, first: BuildOutcome, second: Build
         report=report_path.name,
         rebuild_interpreter=second.interpreter,
         rebuild_compiles=second.compiles,
+        observed=seen,
     )})
+    if alike:
+        shown = ", ".join(f"{v} ({second.record.observed.get(observe.SHOWS[v], '?')})"
+                          for v in alike)
+        raise NotReproducibleError(
+            f"{job.label}: the rebuild was to vary {', '.join(alike)}, but both builds saw "
+            f"the same: {shown}; the check proves nothing about what it did not vary",
+            hint="this is a bug in kiln or a host that cannot apply the variation: report it, "
+                 "or skip it with [repro] skip-variations", report=report_path)
     if not report.reproducible:
         if job.recipe.repro.expected:
             failures = options.output / "repro-failures" / first.wheel.name

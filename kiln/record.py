@@ -139,6 +139,8 @@ class ReproRef(Model):
     # variation), and whether its compiles were cold or hits on its own earlier compiles.
     rebuild_interpreter: str | None = None
     rebuild_compiles: str | None = None
+    # Per applied variation, what the build and its rebuild observed (kiln.observe).
+    observed: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class BuildRecord(Model):
@@ -176,6 +178,9 @@ class BuildRecord(Model):
     hermetic: bool = False
     not_hermetic: list[str] = Field(default_factory=list)
     cpython: CPythonRef | None = None
+    # What the build saw from inside its sandbox right before the backend ran (kiln.observe):
+    # network, clock, umask, host name, time zone, locale, CPUs, HOME, build path …
+    observed: dict[str, str] = Field(default_factory=dict)
 
     @property
     def wheel(self) -> WheelRef:

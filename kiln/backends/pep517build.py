@@ -10,6 +10,7 @@ from kiln.backends import BuildJob, RawBuild, Toolchain
 from kiln.buildenv import Workspace, build_variables, prefix_map_flags
 from kiln.errors import BuildError
 from kiln.fetch import unpack_sdist
+from kiln.observe import check_network, observe
 from kiln.pep517 import (
     BuildSystem,
     HookRun,
@@ -68,6 +69,8 @@ def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, 
         label=job.label,
         hermetic=toolchain.hermetic,
     )
+    seen = observe(run)
+    check_network(seen, job.label)
     settings = effective_config_settings(build_system.backend, dict(job.recipe.config_settings))
     name = build_wheel(build_system, run, ws.inside(ws.out), settings)
     wheel = ws.out / name
@@ -75,4 +78,4 @@ def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, 
         raise BuildError(f"{job.label}: the backend said it wrote {name}, but it is not there",
                          log=log)
     return RawBuild(wheels=(wheel,), environment=tuple(env.items()),
-                    config_settings=tuple(settings.items()))
+                    config_settings=tuple(settings.items()), observed=tuple(sorted(seen.items())))
