@@ -118,7 +118,7 @@ def check_network(seen: dict[str, str], label: str) -> None:
     """Refuse a build that could reach the network when it must not."""
     if seen.get("network", "").startswith("on") and not os.environ.get(ALLOW_NETWORK):
         raise BuildError(
-            f"{label}: the build's network is not off: the probe run in its sandbox "
+            f"{label}: the build's network is not off: from inside its sandbox, "
             f"{seen['network'].removeprefix('on: ')}",
             hint="install bubblewrap (or allow `unshare --net`) so builds run without "
                  f"network; {ALLOW_NETWORK}=1 builds with it on, and the record says so")
