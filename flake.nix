@@ -17,9 +17,10 @@
       # (the build record's `flake` field, which the provenance carries).
       nixpkgsRev = nixpkgs.rev;
 
-      # The CPythons kiln builds wheels for, and the programs it drives.
+      # The CPythons kiln builds wheels for, and the programs it drives. No compiler: hermetic
+      # builds use kiln's own pinned zig (the ziglang wheel, by sha256), whatever is on PATH.
       toolbox = pkgs: with pkgs;
-        [ python310 python311 python312 python313 patchelf zig git qemu libfaketime ]
+        [ python310 python311 python312 python313 patchelf git qemu libfaketime ]
         # Linux-only: the sandbox, and diffoscope (whose closure does not build on macOS).
         ++ lib.optionals stdenv.hostPlatform.isLinux [ bubblewrap diffoscope ];
 
