@@ -133,7 +133,7 @@ def test_diffoscope_report_when_asked(run_kiln, tmp_path):
     import shutil
 
     if shutil.which("diffoscope") is None:
-        pytest.skip("diffoscope is not installed (apt-get install diffoscope-minimal)")
+        pytest.fail("diffoscope is not installed: `bash .ci/setup` installs diffoscope-minimal")
     sdist = make_sdist(tmp_path / "sdists", "order-demo", "1.0", CASES["hash-order"])
     recipe = tmp_path / "recipes" / "order-demo.toml"
     recipe.parent.mkdir()
