@@ -2,8 +2,8 @@
 
 In one run, on the same sdist (markupsafe 2.1.5 by default):
 
-    native:    kiln build --backend native  (x86_64, the host's gcc)
-    cross:     kiln build --backend zig --target linux-aarch64  (zig's cache warm)
+    native:    kiln build --backend host  (x86_64, the host's gcc)
+    cross:     kiln build --backend hermetic --target linux-aarch64  (zig's cache warm)
     emulated:  an aarch64 CPython, pip and gcc 12 from Debian bookworm's arm64 packages, run
                under qemu-aarch64-static: `pip wheel --use-pep517` of the sdist, which makes
                an isolated environment with the sdist's locked build requirements (offline,
@@ -159,11 +159,11 @@ def main() -> None:
     try:
         print(f"sdist: {sdist.name}; preparing zig and the emulated toolchain (not timed)")
         first = time.perf_counter()
-        kiln_build(args.recipe, cache, scratch / "warm-zig", "--backend", "zig", "--target",
+        kiln_build(args.recipe, cache, scratch / "warm-zig", "--backend", "hermetic", "--target",
                    "linux-aarch64")
         print(f"  first zig build (installs zig if needed, may fill zig's cache): "
               f"{time.perf_counter() - first:.1f} s")
-        kiln_build(args.recipe, cache, scratch / "warm-native", "--backend", "native")
+        kiln_build(args.recipe, cache, scratch / "warm-native", "--backend", "host")
         root = emulated_root(cache)
         scripts = host_scripts(root, scratch / "qemu-tools")
         gcc = str(scripts / "gcc")
@@ -174,8 +174,8 @@ def main() -> None:
         for i in range(args.runs):
             timings = {
                 "native": kiln_build(args.recipe, cache, scratch / "native", "--backend",
-                                     "native"),
-                "cross": kiln_build(args.recipe, cache, scratch / "cross", "--backend", "zig",
+                                     "host"),
+                "cross": kiln_build(args.recipe, cache, scratch / "cross", "--backend", "hermetic",
                                     "--target", "linux-aarch64"),
             }
             timings["emulated"], made = pip_wheel(str(scripts / f"python{PYTHON}"), sdist,
@@ -193,8 +193,8 @@ def main() -> None:
     mw = {k: statistics.median(v) for k, v in wall.items()}
     mc = {k: statistics.median(v) for k, v in cpu.items()}
     labels = {
-        "native": "native   kiln build --backend native (x86_64)",
-        "cross": "cross    kiln build --backend zig --target linux-aarch64",
+        "native": "native   kiln build --backend host (x86_64)",
+        "cross": "cross    kiln build --backend hermetic --target linux-aarch64",
         "emulated": "emulated pip wheel under qemu (aarch64 CPython, pip, gcc)",
         "host-pip": "host     pip wheel on the host (x86_64 CPython, gcc)",
     }
