@@ -93,3 +93,21 @@ def test_a_backend_that_cannot_vary_something_is_not_credited_with_it():
     assert "container" in dict(v.skipped)["umask"]
     assert v.umask == 0o022 and v.faketime is None
     assert {"build_path", "timezone", "locale", "hash_seed"} <= set(v.applied)
+
+
+def test_the_rebuild_has_other_tools_on_path_and_its_own_compiler_cache(recipe, tmp_path):
+    v = varied(cpu_count=2)
+    assert v.decoy_tools and "tools" in v.applied
+    assert v.compile_chain != CANONICAL.compile_chain
+    assert "interpreter" in v.applied  # the pipeline picks the other CPython, or skips it
+    ws = Workspace.create(tmp_path, v)
+    path = build_variables(recipe, ws, source_date_epoch=1, tool_dirs=("/kiln/toolchain/bin",))[
+        "PATH"].split(":")
+    decoys = ws.inside(ws.decoys)
+    # after the pinned toolchain, before the host's own programs
+    assert path.index("/kiln/toolchain/bin") < path.index(decoys) < path.index("/usr/bin")
+    gcc = ws.decoys / "gcc"
+    assert gcc.is_file() and "decoy" in gcc.read_text() and gcc.stat().st_mode & 0o111
+    first = Workspace.create(tmp_path, CANONICAL)
+    assert not first.decoys.exists()
+    assert first.stub.read_text().startswith("#!/bin/sh")
