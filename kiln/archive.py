@@ -134,6 +134,18 @@ def extract(archive: Path, dest: Path, limits: Limits = Limits()) -> Path:
 
 
 def _extract(archive: Path, root: Path, limits: Limits) -> None:
+    links: list[Path] = []
+    _extract_members(archive, root, limits, links)
+    # Each link was checked as written, but a later link can re-point an earlier one
+    # ("a/../.." is inside until "a" becomes a link to ".."): judge them all at the end.
+    for link in links:
+        if not _inside(root, link):
+            raise UnsafeArchiveError(
+                f"{archive.name}: link {link.relative_to(root).as_posix()!r} leads outside the "
+                "folder through other links")
+
+
+def _extract_members(archive: Path, root: Path, limits: Limits, links: list[Path]) -> None:
     budget = [limits.max_total_bytes]
     count = 0
     name = archive.name.lower()
@@ -141,7 +153,7 @@ def _extract(archive: Path, root: Path, limits: Limits) -> None:
         with zipfile.ZipFile(archive) as zf:
             for member, info in _zip_members(archive, zf):
                 count = _count(archive, count, limits)
-                _place(archive, root, member, lambda i=info: zf.open(i), budget, limits)
+                _place(archive, root, member, lambda i=info: zf.open(i), budget, limits, links)
         return
     if not name.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")):
         raise UnsafeArchiveError(f"{archive.name}: not an sdist archive kiln knows "
@@ -156,7 +168,7 @@ def _extract(archive: Path, root: Path, limits: Limits) -> None:
                     assert fh is not None
                     return fh
 
-                _place(archive, root, member, opener, budget, limits)
+                _place(archive, root, member, opener, budget, limits, links)
     except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
         raise UnsafeArchiveError(f"{archive.name}: broken archive: {exc}") from exc
 
@@ -169,7 +181,7 @@ def _count(archive: Path, count: int, limits: Limits) -> int:
 
 
 def _place(archive: Path, root: Path, member: _Member, opener: object, budget: list[int],
-           limits: Limits) -> None:
+           limits: Limits, links: list[Path]) -> None:
     if not member.name:
         return
     target = root / member.name
@@ -190,6 +202,7 @@ def _place(archive: Path, root: Path, member: _Member, opener: object, budget: l
     if member.kind == "symlink":
         _check_link(archive, member.name, member.link)
         os.symlink(member.link, target)
+        links.append(target)
         return
     if member.kind == "hardlink":
         source_name = _clean_name(archive, member.link)

@@ -378,9 +378,10 @@ def _cache_state(cache: Path | None) -> str | None:
         entries = sum(1 for _ in (cache / "o").iterdir()) if (cache / "o").is_dir() else 0
     except OSError:
         entries = 0
+    name = f"{cache.parent.name}/{cache.name}"
     if entries == 0:
-        return f"cold: its own compiler cache ({cache.name}) was empty"
-    return (f"its own compiler cache ({cache.name}, {entries} objects from earlier rebuilds; "
+        return f"cold: its own compiler cache ({name}) was empty"
+    return (f"its own compiler cache ({name}, {entries} objects from earlier rebuilds; "
             "never the build's)")
 
 

@@ -25,6 +25,7 @@ from kiln.toolchain.targets import host_target
 from kiln.toolchain.tool import Tool
 from kiln.toolchain.zig import (
     COMPILE_FLAGS,
+    DEBUG_DIR_OVERRIDE,
     ZigLayout,
     install_zig,
     pin_digest,
@@ -71,8 +72,7 @@ class HermeticBackend:
                                       find_links=job.index.find_links)
         install = install_zig(job.cache, job.index)
         tools = job.cache / "tools"
-        chain = tools / ("zig-cache" if job.surroundings.compile_chain == "build"
-                         else f"zig-cache-{job.surroundings.compile_chain}")
+        chain = tools / "zigcache" / job.surroundings.compile_chain
         chain.mkdir(parents=True, exist_ok=True)
         isolated = bwrap_path() is not None
         if isolated:
@@ -102,7 +102,7 @@ class HermeticBackend:
         identity = (
             ("zig", pin_digest(zig_pin())),
             ("target", triple),
-            ("flags", " ".join(COMPILE_FLAGS)),
+            ("flags", " ".join((*COMPILE_FLAGS, DEBUG_DIR_OVERRIDE))),
             ("cpython", description.digest),
             *((name, value.replace(seen_bin, canonical_bin)) for name, value in env),
         )

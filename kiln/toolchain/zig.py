@@ -48,6 +48,12 @@ BIN_INSIDE = "/kiln/toolchain/bin"
 # turns UBSan on, and links its runtime, whenever -O is missing; gcc and clang do not,
 # and C extensions lean on wrapping overflow, so it is switched off.
 COMPILE_FLAGS = ("-fno-sanitize=undefined",)
+# zig compiles its C++ runtime (libc++, libc++abi, libunwind …) on the first link that needs
+# it, into its cache, and every later link copies it into the shared object: its debug info
+# would name the folder that first link ran in, whichever build that was. clang reads edits
+# to every command line it runs from CCC_OVERRIDE_OPTIONS ("#": silently), zig's own runtime
+# compiles included, so every compile records "." as its folder.
+DEBUG_DIR_OVERRIDE = "+-fdebug-compilation-dir=."
 _GLIBC = re.compile(r"2\.\d{1,2}\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 _VERSION = re.compile(r"\d+\.\d+\.\d+(\.post\d+)?\Z")
@@ -242,10 +248,15 @@ def wrapper_scripts(layout: ZigLayout, version: str, triple: str,
     """
     q = shlex.quote
     zig = f"{layout.install}/ziglang/zig"
+    pairs = [*layout.prefix_maps(), *((a, b) for a, b in extra_maps if a != b)]
+    # The runtime's compiles get the prefix maps this way too (clang splits the edits at
+    # spaces, so a folder with one in its name keeps its own name there).
+    edits = ["#", DEBUG_DIR_OVERRIDE, *(f"+-ffile-prefix-map={seen}={canon}" for seen, canon
+                                        in pairs if not any(c.isspace() for c in seen + canon))]
     exports = (f"ZIG_GLOBAL_CACHE_DIR={q(layout.cache)}\n"
                f"ZIG_LOCAL_CACHE_DIR={q(layout.cache)}\n"
-               "export ZIG_GLOBAL_CACHE_DIR ZIG_LOCAL_CACHE_DIR\n")
-    pairs = [*layout.prefix_maps(), *((a, b) for a, b in extra_maps if a != b)]
+               f"CCC_OVERRIDE_OPTIONS={q(' '.join(edits))}\n"
+               "export ZIG_GLOBAL_CACHE_DIR ZIG_LOCAL_CACHE_DIR CCC_OVERRIDE_OPTIONS\n")
     maps = " ".join(q(f"-ffile-prefix-map={seen}={canon}") for seen, canon in pairs)
     flags = " ".join(q(f) for f in COMPILE_FLAGS)
     scripts = {}

@@ -147,7 +147,7 @@ def test_check_repro_for_a_cross_build_and_a_cold_zig_cache(run_kiln, shared_cac
     cold = tmp_path / "cold-cache"
     _, again = _build(run_kiln, cold, recipe, tmp_path / "wh-cold", "--backend", "hermetic",
                       "--target", "linux-aarch64", "--no-test")
-    assert any((cold / "tools" / "zig-cache").iterdir())
+    assert any((cold / "tools" / "zigcache" / "build").iterdir())
     assert again[0]["record"]["outputs"][0]["sha256"] == repro["digests"][0]
 
 

@@ -139,3 +139,178 @@ def test_not_an_archive(tmp_path):
     path = tmp_path / "pkg-1.0.tar.gz"
     path.write_bytes(b"this is not gzip")
     refused(path, tmp_path / "out", "broken archive")
+
+
+def test_write_through_a_chain_of_links_that_leaves_the_folder(tmp_path):
+    # Each link alone looks inside: l1 -> .. is the top folder, and l1/l2 -> .. reads as
+    # "pkg" on paper; but l1 is a link, so l2 really lands in the top folder and points above it.
+    archive = tarball(tmp_path / "a.tar.gz", [
+        link_member("pkg/l1", ".."),
+        link_member("pkg/l1/l2", ".."),
+        file_member("pkg/l1/l2/evil", b"pwned"),
+    ])
+    refused(archive, tmp_path / "out", "through a link that leaves the folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar.gz"]
+
+
+def test_a_chain_of_links_that_leaves_the_folder_is_refused_even_if_unused(tmp_path):
+    archive = tarball(tmp_path / "a.tar.gz", [
+        link_member("pkg/l1", ".."),
+        link_member("pkg/l1/l2", ".."),  # really <out>/l2 -> <out>/..
+    ])
+    refused(archive, tmp_path / "out", "leads outside the folder")
+
+
+def test_a_link_re_pointed_by_a_later_link_is_refused(tmp_path):
+    archive = tarball(tmp_path / "a.tar.gz", [
+        link_member("pkg/x", "a/../.."),  # <out> while "a" is nothing or a folder
+        link_member("pkg/a", ".."),  # now x is <out>/.. : above the folder
+    ])
+    refused(archive, tmp_path / "out", "'pkg/x' leads outside the folder")
+
+
+def test_hard_link_through_a_link_that_leaves_the_folder_copies_nothing(tmp_path):
+    (tmp_path / "secret").write_bytes(b"private key")
+    archive = tarball(tmp_path / "a.tar.gz", [
+        link_member("pkg/l1", ".."),
+        link_member("pkg/l1/l2", ".."),
+        link_member("pkg/stolen", "l2/secret", tarfile.LNKTYPE),
+        file_member("l2", b"the link that led out is gone by the end"),
+    ])
+    with pytest.raises(UnsafeArchiveError, match="not a file in the archive"):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_hard_link_inside_is_a_copy(tmp_path):
+    archive = tarball(tmp_path / "a.tar.gz", [
+        file_member("pkg/a.py", b"A", mode=0o755),
+        link_member("pkg/b.py", "pkg/a.py", tarfile.LNKTYPE),
+    ])
+    top = extract(archive, tmp_path / "out")
+    assert (top / "b.py").read_bytes() == b"A"
+    assert (top / "b.py").stat().st_mode & 0o777 == 0o755
+    assert not (top / "b.py").is_symlink()
+
+
+def test_hard_link_to_a_folder_or_a_missing_file(tmp_path):
+    archive = tarball(tmp_path / "a.tar.gz", [
+        file_member("pkg/sub/f", b""),
+        link_member("pkg/hard", "pkg/sub", tarfile.LNKTYPE),
+    ])
+    refused(archive, tmp_path / "out", "not a file in the archive")
+    archive = tarball(tmp_path / "b.tar.gz", [link_member("pkg/hard", "pkg/nothing",
+                                                          tarfile.LNKTYPE)])
+    refused(archive, tmp_path / "out", "not a file in the archive")
+
+
+def test_file_written_over_a_link_replaces_the_link(tmp_path):
+    (tmp_path / "victim").write_bytes(b"untouched")
+    archive = tarball(tmp_path / "a.tar.gz", [
+        link_member("pkg/l1", ".."),
+        link_member("pkg/f", "l1/../victim"),  # dangling inside: <out>/victim
+        file_member("pkg/f", b"new"),
+    ])
+    top = extract(archive, tmp_path / "out")
+    assert (top / "f").read_bytes() == b"new" and not (top / "f").is_symlink()
+    assert (tmp_path / "victim").read_bytes() == b"untouched"
+
+
+@pytest.mark.parametrize(("name", "words"), [
+    ("pkg\\..\\evil", "backslash or NUL"),
+    ("C:/evil", "absolute path"),
+    ("pkg/./../../evil", "'..'"),
+])
+def test_odd_member_names(tmp_path, name, words):
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("pkg/ok"), b"fine")
+        zf.writestr(zipfile.ZipInfo(name), b"x")
+    refused(path, tmp_path / "out", words)
+
+
+def test_zip_symlink_climbing_out(tmp_path):
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        info = zipfile.ZipInfo("pkg/link")
+        info.external_attr = (0o120777 << 16)
+        zf.writestr(info, "../../outside")
+    refused(path, tmp_path / "out", "outside the archive")
+
+
+def test_zip_special_file(tmp_path):
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        info = zipfile.ZipInfo("pkg/fifo")
+        info.external_attr = (0o010644 << 16)
+        zf.writestr(info, b"")
+    refused(path, tmp_path / "out", "special file")
+
+
+def test_zip_modes_lose_setuid(tmp_path):
+    path = tmp_path / "pkg-1.0.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        info = zipfile.ZipInfo("pkg-1.0/run.sh")
+        info.external_attr = (0o104755 << 16)
+        zf.writestr(info, b"#!/bin/sh\n")
+        plain = zipfile.ZipInfo("pkg-1.0/plain")
+        plain.external_attr = (0o100000 << 16)  # a file with no permission bits at all
+        zf.writestr(plain, b"")
+    top = extract(path, tmp_path / "out")
+    assert (top / "run.sh").stat().st_mode & 0o7777 == 0o755
+    assert (top / "plain").stat().st_mode & 0o777 == 0o644
+
+
+def test_refuses_a_folder_that_is_not_empty(tmp_path):
+    archive = tarball(tmp_path / "a.tar.gz", [file_member("pkg/f", b"x")])
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "mine").write_bytes(b"keep")
+    with pytest.raises(UnsafeArchiveError, match="not empty"):
+        extract(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "mine").read_bytes() == b"keep"
+
+
+def test_size_cap_counts_every_member_and_an_exact_fit_passes(tmp_path):
+    members = [file_member(f"pkg/f{i}", b"\0" * 40_000) for i in range(3)]
+    archive = tarball(tmp_path / "a.tar.gz", members)
+    refused(archive, tmp_path / "out", "size cap", Limits(max_total_bytes=100_000))
+    extract(archive, tmp_path / "fits", Limits(max_total_bytes=120_000))
+    assert (tmp_path / "fits" / "pkg" / "f2").stat().st_size == 40_000
+
+
+def test_a_member_claiming_more_than_the_cap_is_refused_before_reading(tmp_path):
+    info = tarfile.TarInfo("pkg/huge")
+    info.size = 1 << 40  # the header lies; the data is never there
+    path = tmp_path / "a.tar"
+    with path.open("wb") as fh:
+        fh.write(info.tobuf(format=tarfile.GNU_FORMAT))
+        fh.write(b"\0" * 1024)
+    refused(path, tmp_path / "out", "claims", Limits(max_total_bytes=100_000))
+
+
+def test_member_count_cap_allows_exactly_the_limit(tmp_path):
+    archive = tarball(tmp_path / "a.tar.gz",
+                      [file_member(f"pkg/f{i}", b"") for i in range(10)])
+    extract(archive, tmp_path / "out", Limits(max_members=10))
+    assert len(list((tmp_path / "out" / "pkg").iterdir())) == 10
+
+
+def test_unknown_archive_kind(tmp_path):
+    path = tmp_path / "pkg-1.0.rar"
+    path.write_bytes(b"Rar!")
+    refused(path, tmp_path / "out", "not an sdist archive")
+
+
+def test_read_members_reads_at_most_the_cap(tmp_path):
+    from kiln.archive import read_members
+
+    archive = tarball(tmp_path / "pkg-1.0.tar.gz", [file_member("pkg-1.0/big", b"y" * 5000)])
+    with read_members(archive, max_bytes=100) as (names, read):
+        assert names == ["pkg-1.0/big"]
+        assert read("pkg-1.0/big") == b"y" * 100
+    path = tmp_path / "pkg-1.0.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("pkg-1.0/big", b"z" * 5000)
+    with read_members(path, max_bytes=100) as (names, read):
+        assert names == ["pkg-1.0/big"]
+        assert read("pkg-1.0/big") == b"z" * 100

@@ -77,6 +77,16 @@ def test_wrappers_quote_every_path_and_carry_the_target(tmp_path):
     assert shlex.split(scripts["ar"].splitlines()[-1])[2] == "ar"
     exports = [line for line in scripts["cc"].splitlines() if line.startswith("ZIG_GLOBAL")]
     assert shlex.split(exports[0])[0] == f"ZIG_GLOBAL_CACHE_DIR={odd / 'zig-cache'}"
+    # zig's own runtime compiles (libc++ …) get a fixed debug folder through clang's edits;
+    # a folder with a space in its name cannot travel there, and is left out.
+    edits = next(line for line in scripts["cc"].splitlines()
+                 if line.startswith("CCC_OVERRIDE_OPTIONS="))
+    value = shlex.split(edits)[0].split("=", 1)[1]
+    assert value.split()[:2] == ["#", "+-fdebug-compilation-dir=."]
+    assert "export ZIG_GLOBAL_CACHE_DIR ZIG_LOCAL_CACHE_DIR CCC_OVERRIDE_OPTIONS" in scripts["cc"]
+    plain = zig.wrapper_scripts(zig.ZigLayout("/opt/zig", "/var/cache/zig", "/opt/bin"),
+                                "0.15.2", "x86_64-linux-gnu.2.17")["c++"]
+    assert "+-ffile-prefix-map=/opt/zig/ziglang/lib=/kiln/toolchain/zig/ziglang/lib" in plain
 
 
 def test_wrappers_at_fixed_paths_need_no_prefix_maps():

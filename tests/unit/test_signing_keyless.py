@@ -7,6 +7,8 @@ The online test (tests/integration/test_keyless_online.py) signs for real.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import time
 from collections.abc import Iterator
@@ -93,17 +95,35 @@ def test_token_claims_are_checked_before_any_network_call() -> None:
         parse_identity_token("not.a.jwt")
 
 
+def fake_signature(payload: bytes) -> bytes:
+    """What the fake signer "signs" a payload with: distinct for every payload."""
+    return hashlib.sha256(b"fake signature over " + payload).digest()
+
+
 class FakeSigner:
-    """Stands where sigstore's Signer holds a Fulcio certificate; returns a recorded bundle."""
+    """Stands where sigstore's Signer holds a Fulcio certificate.
+
+    Each call gets its own bundle: the recorded one (its certificate and log entry) with
+    the envelope holding the statement it was asked to sign and a signature made from
+    it, so a bundle written to the wrong file is told apart.
+    """
 
     def __init__(self) -> None:
         self.signed: list[bytes] = []
+        self.bundles: list[Any] = []
 
     def sign_dsse(self, statement: Any) -> Any:
         from sigstore.models import Bundle
 
-        self.signed.append(statement._contents)
-        return Bundle.from_json(RECORDED_BUNDLE.read_bytes())
+        payload = statement._contents
+        recorded = json.loads(RECORDED_BUNDLE.read_bytes())
+        recorded["dsseEnvelope"]["payload"] = base64.b64encode(payload).decode()
+        recorded["dsseEnvelope"]["signatures"][0]["sig"] = base64.b64encode(
+            fake_signature(payload)).decode()
+        bundle = Bundle.from_json(json.dumps(recorded))
+        self.signed.append(payload)
+        self.bundles.append(bundle)
+        return bundle
 
 
 @pytest.fixture
@@ -159,8 +179,18 @@ def test_sign_keyless_writes_the_bundle_and_the_pep740_attestation(
 
     assert done.bundle == wheel.with_name(wheel.name + ".sigstore.json")
     assert done.attestation == wheel.with_name(wheel.name + ".publish.attestation")
-    Bundle.from_json(done.bundle.read_bytes())
-    Attestation.model_validate_json(done.attestation.read_bytes())
+    # W.sigstore.json is the bundle over this wheel's SLSA statement, not the publish one.
+    written = Bundle.from_json(done.bundle.read_bytes())
+    envelope = written._inner.dsse_envelope
+    assert envelope is not None
+    assert envelope.payload == statement_bytes(STATEMENT)
+    assert envelope.signatures[0].sig == fake_signature(statement_bytes(STATEMENT))
+    slsa_bundle, _ = offline_sigstore["signer"].bundles
+    assert json.loads(done.bundle.read_bytes()) == json.loads(slsa_bundle.to_json())
+    # W.publish.attestation is the attestation over PyPI's publish statement.
+    attestation = Attestation.model_validate_json(done.attestation.read_bytes())
+    assert attestation.envelope.statement == second
+    assert attestation.envelope.signature == fake_signature(second)
     assert done.identity == "builder@example.com"
 
 
