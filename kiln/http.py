@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import http.client
 import json
@@ -14,12 +12,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from kiln import __version__
 from kiln.errors import FetchError, HashMismatchError
+from kiln.files import exclusive
 from kiln.progress import reporter
 
 USER_AGENT = f"kiln/{__version__} (+https://github.com/kiln-build/kiln)"
@@ -74,23 +72,13 @@ def _fetch_error(url: str, exc: BaseException, what: str) -> FetchError:
     return FetchError(f"{what}: {url}: {reason}")
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
 
 def download(url: str, target: Path, *, sha256: str | None = None, what: str = "download") -> Path:
     """Download ``url`` to ``target``, resuming a partial file, checking ``sha256`` if given.
 
     ``file://`` urls are copied. The target appears only once complete (and verified).
     """
-    with _locked(target.with_name(target.name + ".lock")):
+    with exclusive(target.with_name(target.name + ".lock")):
         if target.exists():
             return target
         part = target.with_name(target.name + ".part")

@@ -16,7 +16,6 @@ it by the digest of its contents, for each target.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import hashlib
 import json
@@ -25,15 +24,13 @@ import pprint
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from kiln import http, toml
 from kiln.errors import EnvironmentSetupError, HashMismatchError, KilnError, UnsupportedError
-from kiln.files import sha256_file, write_atomic
+from kiln.files import exclusive, sha256_file, write_atomic
 from kiln.progress import reporter
 from kiln.toolchain import debian
 from kiln.toolchain.targets import Target
@@ -345,16 +342,6 @@ class CPythonDescription:
         return path
 
 
-@contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
 
 def _load(root: Path, pin: HeaderPin, arch: str) -> CPythonDescription | None:
     try:
@@ -408,7 +395,7 @@ def prepare(minor: str, target: Target, cache: Path, *,
     found = _load(root, pin, arch)
     if found is not None:
         return found
-    with _exclusive(root.with_name(root.name + ".lock")):
+    with exclusive(root.with_name(root.name + ".lock")):
         found = _load(root, pin, arch)
         if found is not None:
             return found

@@ -8,20 +8,18 @@ changes: no foreign dpkg architecture, no binfmt handler, no root.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kiln import installer, proc
 from kiln.errors import EnvironmentSetupError, UnsupportedError, WheelTestError
-from kiln.files import write_atomic
+from kiln.files import exclusive, write_atomic
 from kiln.installer import IndexOptions
 from kiln.progress import reporter
 from kiln.recipe import TestSpec
@@ -99,16 +97,6 @@ def _load(root: Path, target: Target) -> Sysroot | None:
                    packages=tuple(tuple(p) for p in data["packages"]))
 
 
-@contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
 
 def build_root(root: Path, suite: str, arch: str, roots: Sequence[str], downloads: Path, *,
                log: Path | None = None) -> tuple[list[debian.DebPackage], list[str], str]:
@@ -148,7 +136,7 @@ def prepare_sysroot(target: Target, minor: str, cache: Path, *,
     found = _load(root, target)
     if found is not None:
         return found
-    with _exclusive(root.with_name(root.name + ".lock")):
+    with exclusive(root.with_name(root.name + ".lock")):
         found = _load(root, target)
         if found is not None:
             return found

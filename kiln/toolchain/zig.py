@@ -15,7 +15,6 @@ wrappers' prefix maps give the same names in every binary.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import json
 import re
@@ -23,15 +22,13 @@ import shlex
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from kiln import installer, proc, toml
 from kiln.errors import EnvironmentSetupError, UnsupportedError
-from kiln.files import sha256_bytes, sha256_file, write_atomic
+from kiln.files import exclusive, sha256_bytes, sha256_file, write_atomic
 from kiln.installer import IndexOptions
 from kiln.progress import reporter
 from kiln.toolchain.targets import Target, host_target
@@ -127,16 +124,6 @@ class ZigInstall:
         return self.root / "ziglang" / "lib"
 
 
-@contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with lock.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
 
 def _installed(root: Path, pin: ZigPin, sha: str) -> ZigInstall | None:
     """The install at ``root`` if it is the pinned one and its zig binary is untouched."""
@@ -167,7 +154,7 @@ def install_zig(cache: Path, index: IndexOptions, *, log: Path | None = None) ->
     found = _installed(root, pin, sha)
     if found is not None:
         return found
-    with _exclusive(root.with_name(root.name + ".lock")):
+    with exclusive(root.with_name(root.name + ".lock")):
         found = _installed(root, pin, sha)
         if found is not None:
             return found
