@@ -79,6 +79,7 @@ _TIMESTAMP = re.compile(
     r"\b1[5-9]\d{8}(?:\.\d+)?\b"
 )
 _GENERIC_BUILD_PATH = re.compile(r"/kiln(?:-rebuild)?/|/build-[a-z0-9_]{8}/")
+_PATHLIKE = re.compile(r"/[\w.+-]+(?:/[\w.+-]+)+/?")
 # Folders of a machine, not of a build: where interpreters, compilers and users live.
 _HOST_PATH = re.compile(r"(?<![\w.-])/(?:usr|opt|root|home|nix/store|Users|Library|private|"
                         r"snap|gnu/store)/[^\s\"']+")
@@ -336,7 +337,8 @@ def _elf_diff(name: str, data_a: bytes, data_b: bytes, hints: list[str]) -> Diff
     cause = _classify(removed, added, hints)
     detail = (f"ELF sections differ: {', '.join(meaningful) or ', '.join(differing)}"
               if differing else "ELF bytes differ outside any section (headers or padding)")
-    paths = [s for s in removed + added if "/" in s]
+    # A folder name, not a run of bytes that happens to hold a slash.
+    paths = [s for s in removed + added if _PATHLIKE.fullmatch(s)]
     if cause in ("build-path", "host-path") and paths:
         detail += f"; embedded path {paths[0]!r}"
     return Difference(member=name, aspect="elf", cause=cause, detail=detail, sections=differing,
