@@ -71,8 +71,9 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArchiveKeys]:
     try:
         yield ArchiveKeys(home, archive, stranger, keyring)
     finally:  # the agent gpg started for this home
-        subprocess.run(["gpgconf", "--kill", "gpg-agent"], check=False, capture_output=True,
-                       env={**os.environ, "GNUPGHOME": str(home)})
+        if shutil.which("gpgconf"):
+            subprocess.run(["gpgconf", "--kill", "gpg-agent"], check=False, capture_output=True,
+                           env={**os.environ, "GNUPGHOME": str(home)})
 
 
 @pytest.fixture(autouse=True)

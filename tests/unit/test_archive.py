@@ -314,3 +314,122 @@ def test_read_members_reads_at_most_the_cap(tmp_path):
     with read_members(path, max_bytes=100) as (names, read):
         assert names == ["pkg-1.0/big"]
         assert read("pkg-1.0/big") == b"z" * 100
+
+
+def test_folders_in_any_order_and_files_listed_twice(tmp_path):
+    def folder(name: str) -> tuple[tarfile.TarInfo, None]:
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE
+        return info, None
+
+    archive = tarball(tmp_path / "a.tar.gz", [
+        folder("pkg-1.0/deep/er"),  # its parents are not listed
+        file_member("pkg-1.0/a/f", b"first"),
+        folder("pkg-1.0/a"),  # listed after what it holds
+        file_member("pkg-1.0/a/f", b"second"),  # appended again: the later one wins
+    ])
+    top = extract(archive, tmp_path / "out")
+    assert (top / "deep" / "er").is_dir()
+    assert (top / "a" / "f").read_bytes() == b"second"
+    path = tmp_path / "pkg-1.0.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("pkg-1.0/", b"")
+        zf.writestr("pkg-1.0/sub/", b"")
+        zf.writestr("pkg-1.0/sub/f", b"z")
+    assert (extract(path, tmp_path / "zip") / "sub" / "f").read_bytes() == b"z"
+
+
+def test_a_file_may_not_replace_a_folder(tmp_path):
+    archive = tarball(tmp_path / "a.tar.gz", [
+        file_member("pkg/sub/f", b"x"),
+        file_member("pkg/sub", b"now a file"),
+    ])
+    refused(archive, tmp_path / "out", "replaces a folder")
+
+
+def test_the_top_folder_is_returned_only_when_it_is_alone_and_real(tmp_path):
+    two = tarball(tmp_path / "two.tar.gz", [file_member("a/f"), file_member("b/f")])
+    assert extract(two, tmp_path / "two") == tmp_path / "two"
+    loose = tarball(tmp_path / "loose.tar.gz", [file_member("a/f"), file_member("setup.py")])
+    assert extract(loose, tmp_path / "loose") == tmp_path / "loose"
+    single = tarball(tmp_path / "single.tar.gz", [file_member("setup.py")])
+    assert extract(single, tmp_path / "single") == tmp_path / "single"
+    link = tarball(tmp_path / "link.tar.gz", [link_member("top", ".")])
+    assert extract(link, tmp_path / "link") == tmp_path / "link"
+
+
+def test_a_one_letter_name_and_a_bare_drive(tmp_path):
+    archive = tarball(tmp_path / "a.tar.gz", [file_member("a", b"1")])
+    assert (extract(archive, tmp_path / "out") / "a").read_bytes() == b"1"
+    refused(tarball(tmp_path / "b.tar.gz", [file_member("C:", b"x")]), tmp_path / "out2",
+            "absolute path")
+
+
+def test_a_new_folder_may_be_nested(tmp_path):
+    archive = tarball(tmp_path / "pkg-1.0.tar.gz", [file_member("pkg-1.0/f")])
+    dest = tmp_path / "a" / "b" / "out"
+    assert extract(archive, dest) == dest / "pkg-1.0"
+
+
+def test_a_member_exactly_at_the_size_cap_fits(tmp_path):
+    archive = tarball(tmp_path / "a.tar.gz", [file_member("pkg/f", b"\0" * 1000)])
+    extract(archive, tmp_path / "out", Limits(max_total_bytes=1000))
+    assert (tmp_path / "out" / "pkg" / "f").stat().st_size == 1000
+
+
+def test_zip_member_count_cap(tmp_path):
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for i in range(11):
+            zf.writestr(f"pkg/f{i}", b"")
+    refused(path, tmp_path / "out", "more than 10 members", Limits(max_members=10))
+
+
+def test_zip_links_inside_are_kept_and_chains_out_are_refused(tmp_path):
+    def link(zf: zipfile.ZipFile, name: str, target: str) -> None:
+        info = zipfile.ZipInfo(name)
+        info.external_attr = (0o120777 << 16)
+        zf.writestr(info, target)
+
+    path = tmp_path / "pkg-1.0.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("pkg-1.0/real.py", b"x")
+        link(zf, "pkg-1.0/alias.py", "real.py")
+    top = extract(path, tmp_path / "out")
+    assert (top / "alias.py").is_symlink() and (top / "alias.py").read_bytes() == b"x"
+    chain = tmp_path / "chain.zip"
+    with zipfile.ZipFile(chain, "w") as zf:
+        link(zf, "pkg/l1", "..")
+        link(zf, "pkg/l1/l2", "..")
+    refused(chain, tmp_path / "out2", "leads outside the folder")
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_a_bomb_is_never_read_whole_into_memory(tmp_path, kind):
+    import tracemalloc
+
+    big = b"\0" * (32 << 20)
+    path = tmp_path / f"a.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("pkg/zeros", big)
+    else:
+        tarball(path, [file_member("pkg/zeros", big)])
+    del big
+    tracemalloc.start()
+    try:
+        # Past the cap it is refused; under it, unpacked; either way a chunk at a time.
+        refused(path, tmp_path / "out", "size cap", Limits(max_total_bytes=4 << 20))
+        extract(path, tmp_path / "fits", Limits(max_total_bytes=64 << 20))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (tmp_path / "fits" / "pkg" / "zeros").stat().st_size == 32 << 20
+    assert peak < 12 << 20, f"{peak:,} bytes held at once"
+
+
+@pytest.mark.parametrize(("name", "target"), [("top", ".."), ("pkg/up", "../.."),
+                                              ("pkg/abs", "/")])
+def test_a_link_to_exactly_the_folder_above(tmp_path, name, target):
+    archive = tarball(tmp_path / "a.tar.gz", [link_member(name, target)])
+    refused(archive, tmp_path / "out", "absolute path" if target == "/" else "outside the archive")

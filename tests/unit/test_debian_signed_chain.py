@@ -60,7 +60,8 @@ class FakeGpgv:
     signed_text: str | None = None  # None: the file as given (a clearsigned text's body)
     calls: list[list[str]] = field(default_factory=list)
 
-    def __call__(self, argv: list[object], **kwargs: object) -> subprocess.CompletedProcess[bytes]:
+    def __call__(self, argv: list[object], *, error: type[Exception], check: bool = True,
+                 **kwargs: object) -> subprocess.CompletedProcess[bytes]:
         args = [str(a) for a in argv]
         self.calls.append(args)
         assert args[1:3] == ["--status-fd", "1"]
@@ -68,6 +69,8 @@ class FakeGpgv:
         assert not output.exists(), "gpgv will not write over a file"
         body = Path(args[-1]).read_text()
         output.write_text(body if self.signed_text is None else self.signed_text)
+        if check and self.returncode != 0:  # as kiln.proc.capture does
+            raise error(f"gpgv exited with {self.returncode}")
         return subprocess.CompletedProcess(args, self.returncode, self.status.encode(),
                                            self.stderr.encode())
 
@@ -75,7 +78,8 @@ class FakeGpgv:
 @pytest.fixture
 def gpgv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakeGpgv:
     fake = FakeGpgv()
-    monkeypatch.setattr(debian.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(debian.shutil, "which",
+                        lambda name: "/usr/bin/gpgv" if name == "gpgv" else None)
     monkeypatch.setattr(debian.proc, "capture", fake)
     keyring = tmp_path / "archive-keyring.gpg"
     keyring.write_bytes(b"keys")
@@ -95,6 +99,7 @@ def test_what_gpgv_vouched_for_is_returned(gpgv: FakeGpgv, tmp_path: Path) -> No
     gpgv.signed_text = release()
     assert debian.verify_release(inrelease, "bookworm") == release()
     (argv,) = gpgv.calls
+    assert argv[0] == "/usr/bin/gpgv"
     assert argv[argv.index("--keyring") + 1] == str(tmp_path / "archive-keyring.gpg")
     assert argv[-1] == str(inrelease)
     assert not (tmp_path / "InRelease.verified").exists()
@@ -115,7 +120,8 @@ def test_a_zero_exit_without_validsig_is_refused(gpgv: FakeGpgv, tmp_path: Path)
 
 def test_validsig_with_a_failing_exit_is_refused(gpgv: FakeGpgv, tmp_path: Path) -> None:
     gpgv.returncode = 1
-    gpgv.stderr = "gpgv: Good signature from \"a\"\ngpgv: BAD signature from \"b\"\n"
+    gpgv.stderr = ("gpgv: Signature made today\ngpgv: Good signature from \"a\"\n"
+                   "gpgv: BAD signature from \"b\"\n")
     with pytest.raises(VerificationError, match='did not verify: gpgv: BAD signature from "b"'):
         debian.verify_release(inrelease_file(tmp_path, release()), "bookworm")
 
@@ -192,9 +198,18 @@ def mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_a_suite_whose_chain_holds_is_loaded(gpgv: FakeGpgv, mirror: Path,
                                              tmp_path: Path) -> None:
-    suite = debian.load_suite("bookworm", "arm64", tmp_path / "dl", mirror=mirror.as_uri())
+    ubuntu_keys = tmp_path / "ubuntu-keyring.gpg"
+    ubuntu_keys.write_bytes(b"keys")
+    suite = debian.load_suite("bookworm", "arm64", tmp_path / "dl", mirror=mirror.as_uri(),
+                              keys=ubuntu_keys)
+    (argv,) = gpgv.calls  # the keyring asked for, not Debian's
+    assert argv[argv.index("--keyring") + 1] == str(ubuntu_keys)
+    assert (suite.name, suite.arch) == ("bookworm", "arm64")
     assert suite.packages["python3.11-minimal"].version == "3.11.2-6+deb12u8"
     assert suite.release_date == "Sat, 11 Jul 2026 10:16:37 UTC"
+    again = debian.load_suite("bookworm", "arm64", tmp_path / "dl", mirror=mirror.as_uri(),
+                              keys=ubuntu_keys)  # the downloads folder is there already
+    assert again.packages == suite.packages
     (tmp_path / "debs").mkdir()
     (deb,) = debian.download_debs(suite.packages.values(), tmp_path / "debs",
                                   mirror=mirror.as_uri())
@@ -250,7 +265,7 @@ def test_a_deb_is_kept_only_with_the_sha256_the_index_gives(mirror: Path, tmp_pa
     (deb,) = debian.download_debs([_package(mirror)], tmp_path, mirror=mirror.as_uri())
     assert deb.read_bytes() == b"!<arch>\n"
     assert deb.name.startswith(hashlib.sha256(b"!<arch>\n").hexdigest()[:16] + "-")
-    with pytest.raises(HashMismatchError):
+    with pytest.raises(HashMismatchError, match="was expected"):  # checked as it arrives
         debian.download_debs([_package(mirror, sha256="ab" * 32)], tmp_path,
                              mirror=mirror.as_uri())
     assert not list(tmp_path.glob("abababab*.deb"))
@@ -271,3 +286,11 @@ def test_odd_file_names_in_the_index_are_refused(mirror: Path, tmp_path: Path,
     with pytest.raises(FetchError, match="odd file name"):
         debian.download_debs([_package(mirror, filename=filename)], tmp_path,
                              mirror=mirror.as_uri())
+
+
+def test_a_release_without_a_date(gpgv: FakeGpgv, mirror: Path, tmp_path: Path) -> None:
+    inrelease = mirror / "dists/bookworm/InRelease"
+    inrelease.write_text("".join(line for line in inrelease.read_text().splitlines(True)
+                                 if not line.startswith("Date:")))
+    suite = debian.load_suite("bookworm", "arm64", tmp_path / "dl", mirror=mirror.as_uri())
+    assert suite.release_date == ""

@@ -191,13 +191,41 @@ def test_sign_keyless_writes_the_bundle_and_the_pep740_attestation(
     attestation = Attestation.model_validate_json(done.attestation.read_bytes())
     assert attestation.envelope.statement == second
     assert attestation.envelope.signature == fake_signature(second)
-    assert done.identity == "builder@example.com"
+    assert done.wheel == wheel
+    assert (done.identity, done.issuer) == ("builder@example.com",
+                                            "https://oauth2.sigstore.dev/auth")
 
 
 def test_staging_goes_to_staging(offline_sigstore: dict[str, Any], tmp_path: Path) -> None:
     with keyless_signer(make_token(), staging=True) as signer:
         assert isinstance(signer, KeylessSigner)
     assert offline_sigstore["instance"] == "staging"
+    wheel = tmp_path / RECORDED_WHEEL.name
+    wheel.write_bytes(RECORDED_WHEEL.read_bytes())
+    offline_sigstore.pop("instance")
+    sign_keyless(STATEMENT, wheel, identity_token=make_token(), staging=True)
+    assert offline_sigstore["instance"] == "staging"
+
+
+@pytest.mark.parametrize("failure", ["sigstore", "attestation", "value"])
+def test_a_failure_while_signing_is_a_signing_error_and_writes_nothing(
+        offline_sigstore: dict[str, Any], tmp_path: Path, failure: str) -> None:
+    import pypi_attestations
+    from sigstore.errors import Error as SigstoreError
+
+    error = {"sigstore": SigstoreError("Rekor refused the entry"),
+             "attestation": pypi_attestations.AttestationError("bad bundle"),
+             "value": ValueError("not a distribution")}[failure]
+
+    def refuse(statement: Any) -> Any:
+        raise error
+
+    offline_sigstore["signer"].sign_dsse = refuse
+    wheel = tmp_path / RECORDED_WHEEL.name
+    wheel.write_bytes(RECORDED_WHEEL.read_bytes())
+    with pytest.raises(SigningError, match=f"{wheel.name}: Sigstore signing failed: {error}"):
+        sign_keyless(STATEMENT, wheel, identity_token=make_token())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [wheel.name]
 
 
 def test_ambient_token_is_used_when_none_is_given(offline_sigstore: dict[str, Any],
@@ -205,9 +233,14 @@ def test_ambient_token_is_used_when_none_is_given(offline_sigstore: dict[str, An
     token = make_token(email="ci@example.com")
     import id as oidc_id
 
-    monkeypatch.setattr(oidc_id, "detect_credential", lambda audience: token)
+    def detect_credential(audience: str) -> str:
+        assert audience == "sigstore"  # a token for another audience is no use to Fulcio
+        return token
+
+    monkeypatch.setattr(oidc_id, "detect_credential", detect_credential)
     with keyless_signer(None) as signer:
         assert signer.identity == "ci@example.com"
+        assert signer.issuer == "https://oauth2.sigstore.dev/auth"
 
 
 def test_unreachable_sigstore_is_a_clear_signing_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -241,3 +274,15 @@ def test_fulcio_failure_is_a_signing_error(offline_sigstore: dict[str, Any],
 def test_sigstore_failures_include_its_client_errors() -> None:
     names = {cls.__name__ for cls in keyless._sigstore_failures()}
     assert {"Error", "FulcioClientError", "RekorClientError", "OSError"} <= names
+
+
+def test_a_failing_ambient_detection_is_a_signing_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import id as oidc_id
+
+    def broken(audience: str) -> str:
+        raise oidc_id.IdentityError("GCP metadata server unreachable")
+
+    monkeypatch.setattr(oidc_id, "detect_credential", broken)
+    with pytest.raises(SigningError, match="ambient OIDC credential detection failed: GCP") as e:
+        find_identity_token(None)
+    assert "KILN_IDENTITY_TOKEN" in (e.value.hint or "")

@@ -195,3 +195,54 @@ def test_only_p256_keys(tmp_path: Path) -> None:
 def test_verifying_with_the_private_key_is_refused(keys: Any) -> None:
     with pytest.raises(UsageError, match="private key"):
         load_public_key(keys.private)
+
+
+def test_only_p256_public_keys(tmp_path: Path) -> None:
+    for name, key in (("p384", ec.generate_private_key(ec.SECP384R1())),
+                      ("ed25519", ed25519.Ed25519PrivateKey.generate())):
+        path = tmp_path / f"{name}.pub"
+        path.write_bytes(key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        with pytest.raises(UsageError, match="not an ECDSA P-256 public key"):
+            load_public_key(path)
+    (tmp_path / "junk.pub").write_text("-----BEGIN PUBLIC KEY-----\nnope\n")
+    with pytest.raises(UsageError, match="not a PEM public key"):
+        load_public_key(tmp_path / "junk.pub")
+    with pytest.raises(UsageError, match="cannot read the public key"):
+        load_public_key(tmp_path / "missing.pub")
+
+
+def test_public_key_file_is_world_readable_only(keys: Any) -> None:
+    assert stat.S_IMODE(keys.public.stat().st_mode) == 0o644
+
+
+def test_signing_with_a_loaded_key_and_verifying_envelope_bytes(keys: Any) -> None:
+    env = sign_with_key(STATEMENT, load_private_key(keys.private))
+    assert verify_envelope(json.dumps(env).encode(), keys.public) == STATEMENT
+    assert env == sign_with_key(STATEMENT, keys.private) | {"signatures": env["signatures"]}
+
+
+def test_an_encrypted_key_without_its_password_says_so(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret")
+    pair = generate_keypair(tmp_path / "enc")
+    monkeypatch.delenv(PASSWORD_ENV)
+    with pytest.raises(SigningError, match="the key is encrypted") as exc:
+        load_private_key(pair.private)
+    assert f"set {PASSWORD_ENV}" in (exc.value.hint or "")
+    plain = generate_keypair(tmp_path / "plain")
+    monkeypatch.setenv(PASSWORD_ENV, "s3cret")
+    with pytest.raises(SigningError, match="the key is not encrypted") as exc:
+        load_private_key(plain.private)
+    assert f"unset {PASSWORD_ENV}" in (exc.value.hint or "")
+
+
+def test_an_envelope_is_written_whole_as_json(keys: Any, tmp_path: Path) -> None:
+    from kiln.signing.keys import write_envelope
+
+    env = sign_with_key(STATEMENT, keys.private)
+    target = tmp_path / "demo-1.0-py3-none-any.whl.dsse.json"
+    write_envelope(env, target)
+    text = target.read_text()
+    assert json.loads(text) == env and text.endswith("}\n") and "\n  \"payload" in text
+    assert verify_envelope(target.read_bytes(), keys.public) == STATEMENT

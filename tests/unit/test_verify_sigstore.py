@@ -112,6 +112,7 @@ def test_sigstore_bundle_beside_the_file_is_found(tmp_path: Path) -> None:
     assert [a.kind for a in find_attestations(dist)] == ["sigstore"]
     result = verify_wheel(dist, policy(PAM_WORKFLOW))
     assert result.signatures[0].signer == PAM_WORKFLOW
+    assert result.signatures[0].origin == str(tmp_path / (PAM_SDIST.name + ".sigstore.json"))
 
 
 def test_tampered_file_fails(tmp_path: Path) -> None:
@@ -208,3 +209,93 @@ def test_attestation_kinds_are_detected() -> None:
     assert kinds == {PA_SDIST.name + ".provenance": "pep740-provenance",
                      PA_SDIST.name + ".publish.attestation": "pep740",
                      PAM_SDIST.name + ".sigstore": "sigstore"}
+
+
+def test_a_policy_names_the_flag_that_is_missing() -> None:
+    with pytest.raises(UsageError, match="--issuer is missing"):
+        VerifyPolicy(identity=PA_WORKFLOW).check()
+    with pytest.raises(UsageError, match="--identity is missing"):
+        VerifyPolicy(issuer=GITHUB).check()
+
+
+def _bundle_logged_at(seconds: int) -> Any:
+    from sigstore.models import Bundle
+
+    bundle = _bundle()
+    bundle["verificationMaterial"]["tlogEntries"][0]["integratedTime"] = str(seconds)
+    return Bundle.from_json(json.dumps(bundle))
+
+
+def test_a_signature_must_be_logged_while_its_certificate_is_valid() -> None:
+    from kiln.verify import _check_certificate_time
+
+    cert = _bundle_logged_at(0).signing_certificate
+    start = int(cert.not_valid_before_utc.timestamp())
+    end = int(cert.not_valid_after_utc.timestamp())
+    for inside in (start, end):
+        _check_certificate_time(_bundle_logged_at(inside), "b")
+    for outside in (start - 1, end + 1):
+        with pytest.raises(SignatureError, match="b: the signing certificate is valid from"):
+            _check_certificate_time(_bundle_logged_at(outside), "b")
+    _check_certificate_time(_bundle_logged_at(0), "b")  # no log time: sigstore's timestamps
+
+
+def _certificate(identities: list[str], extensions: list[tuple[str, bytes]]) -> Any:
+    from datetime import datetime, timedelta, timezone
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(timezone.utc)
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([]))
+               .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test")]))
+               .public_key(key.public_key()).serial_number(1)
+               .not_valid_before(now).not_valid_after(now + timedelta(minutes=10)))
+    if identities:
+        builder = builder.add_extension(x509.SubjectAlternativeName(
+            [x509.UniformResourceIdentifier(i) for i in identities]), critical=False)
+    for oid, value in extensions:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def _utf8_string(text: str) -> bytes:
+    data = text.encode()
+    if len(data) < 0x80:
+        return bytes([0x0C, len(data)]) + data
+    width = (len(data).bit_length() + 7) // 8
+    return bytes([0x0C, 0x80 | width]) + len(data).to_bytes(width, "big") + data
+
+
+V1, V2 = "1.3.6.1.4.1.57264.1.1", "1.3.6.1.4.1.57264.1.8"
+
+
+@pytest.mark.parametrize("issuer", [GITHUB, "https://" + "i" * 200, "https://" + "j" * 300])
+def test_the_certificates_identity_and_issuer_are_read(issuer: str) -> None:
+    from kiln.verify import _certificate_identity
+
+    cert = _certificate([PA_WORKFLOW], [(V2, _utf8_string(issuer))])
+    assert _certificate_identity(cert) == (PA_WORKFLOW, issuer)
+
+
+def test_the_newer_issuer_extension_wins_and_the_older_one_is_read() -> None:
+    from kiln.verify import _certificate_identity
+
+    for extensions in ([(V1, b"https://old"), (V2, _utf8_string(GITHUB))],
+                       [(V2, _utf8_string(GITHUB)), (V1, b"https://old")]):
+        assert _certificate_identity(_certificate(["a", "b"], extensions)) == ("a, b", GITHUB)
+    assert _certificate_identity(_certificate(["a"], [(V1, b"https://old")])) == (
+        "a", "https://old")
+    assert _certificate_identity(_certificate([], [])) == ("(no identity)", "")
+
+
+@pytest.mark.parametrize("value", [b"", b"\x0c", b"\x04\x03abc", b"\x0c\x00"])
+def test_what_is_not_a_utf8_string_reads_as_nothing(value: bytes) -> None:
+    from kiln.verify import _der_utf8
+
+    assert _der_utf8(value) == ""
