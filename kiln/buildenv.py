@@ -216,11 +216,17 @@ def build_variables(
     )
     remaps = " ".join(f"--remap-path-prefix={seen_}={canon}" for seen_, canon in maps)
     env["RUSTFLAGS"] = f"{env['RUSTFLAGS']} {remaps}".strip() if "RUSTFLAGS" in env else remaps
+    # The hermetic toolchain's wrappers hand these to clang (CCC_OVERRIDE_OPTIONS), so the
+    # maps hold for compiles that do not go through CC: CMake naming the compiler itself,
+    # a build calling `cc` from PATH. clang splits the edits at spaces.
+    env[PREFIX_EDITS] = " ".join(f"+-ffile-prefix-map={seen_}={canon}" for seen_, canon in maps
+                                 if not any(c.isspace() for c in seen_ + canon))
     if s.reverse_env:
         env = dict(reversed(list(env.items())))
     return env
 
 
+PREFIX_EDITS = "KILN_PREFIX_EDITS"
 # What a hidden host tool says when a hermetic build runs it anyway.
 HIDDEN_TOOL = """#!/bin/sh
 echo "kiln: $0 is the host's, and a hermetic build runs only pinned tools (kiln's zig, the \

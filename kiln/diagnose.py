@@ -51,9 +51,11 @@ _HEADER = re.compile(r"fatal error: ([\w./+-]+\.h(?:pp)?): No such file or direc
                      r"fatal error: '([\w./+-]+\.h(?:pp)?)' file not found")
 _LIBRARY = re.compile(r"cannot find -l([\w.+-]+)|unable to find (?:dynamic )?system library "
                       r"'([\w.+-]+)'")
-# What a host tool that a hermetic build hides says when the build runs it anyway.
+# What a host tool that a hermetic build hides says when the build runs it anyway, and what
+# a decoy of the rebuild's "tools" variation says.
 _HIDDEN_TOOL = re.compile(r"kiln: (\S+) is the host's, and a hermetic build runs only pinned "
-                          r"tools")
+                          r"tools|kiln rebuild: (\S+) is a decoy of the 'tools' variation|"
+                          r"'(/\S+/decoys/[\w+.-]+)'")
 _HOST_BACKEND = ("; or, if the package cannot do without the host's libraries and tools, "
                  "set [build] backend = \"host\" (the wheel is then not hermetic)")
 _SHARED_LIBRARY = re.compile(r"\blib([\w+-]+?)\.so(?:\.[\d.]+)?: cannot open shared object file")
@@ -83,11 +85,11 @@ def explain(log: Path, *, hermetic: bool = False) -> Cause | None:
     text = "\n".join(lines)
     line = first_error(log)
     if m := _HIDDEN_TOOL.search(text):
-        tool = m.group(1).rsplit("/", 1)[-1]
+        tool = (m.group(1) or m.group(2) or m.group(3)).rsplit("/", 1)[-1]
         return Cause(line or m.group(0),
-                     f"the build ran the host's {tool}, which a hermetic build hides: cmake, "
-                     "ninja and meson come from the lock when the sdist's backend asks for "
-                     "them (re-run `kiln lock`), the compilers are kiln's (CC, CXX on PATH)"
+                     f"the build ran {tool} from PATH, which is not among its pinned tools: if "
+                     f"it is a build tool PyPI has (cmake, ninja, meson), add it to the recipe's "
+                     f"[build] requires and run `kiln lock`; the compilers are kiln's (CC, CXX)"
                      + _HOST_BACKEND)
     if m := _CRATES.search(text):
         return Cause(line or m.group(0),

@@ -131,6 +131,11 @@ def check_lock(recipe: Recipe, lock: Lock, pythons: tuple[str, ...]) -> None:
         raise LockError(f"{lock.path}: made for an sdist with sha256 {lock.sdist_sha256[:12]}…, "
                         f"but {recipe.path} now names {recipe.source_sha256[:12]}…",
                         hint=f"run `kiln lock {recipe.path}` to lock the new sdist's requirements")
+    undeclared = [r for r in recipe.build_requires if r not in lock.declared]
+    if undeclared:
+        raise LockError(f"{lock.path}: made before the recipe asked for {', '.join(undeclared)} "
+                        "([build] requires)",
+                        hint=f"run `kiln lock {recipe.path}` to lock them too")
     missing = [py for py in pythons if py not in lock.pythons]
     if missing:
         raise LockError(f"{lock.path}: resolved for Python {', '.join(lock.pythons)}, "
@@ -218,7 +223,9 @@ def resolve_lock(recipe: Recipe, *, cache: Path, index: IndexOptions,
         reporter().stage("lock",
                          f"{recipe.label}: asking the backend under CPython {interp.version}")
         dynamic[python] = _dynamic_requires(recipe, source, interp, build_system, work, index)
-    requirements = _merge(build_system.requires, dynamic)
+    # The recipe's [build] requires join what the sdist declares: tools its build runs
+    # without declaring them (a setup.py that calls cmake), now pinned like the rest.
+    requirements = _merge((*build_system.requires, *recipe.build_requires), dynamic)
     reporter().stage("lock", f"{recipe.label}: resolving {len(requirements)} requirements")
     lowest = min(recipe.pythons, key=lambda v: tuple(int(x) for x in v.split(".")))
     request = "\n".join(requirements) + "\n"

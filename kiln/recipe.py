@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -67,6 +68,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "system-requires": (dict, False),
         "source-date-epoch": (int, False),
         "timeout": (int, False),
+        "requires": (list, False),
     },
     "test": {"requires": (list, False), "commands": (list, False)},
     "repro": {"expected": (bool, False), "skip-variations": (list, False), "reason": (str, False)},
@@ -106,6 +108,7 @@ class Recipe:
     system_requires: tuple[tuple[str, tuple[str, ...]], ...]
     source_date_epoch: int | None
     timeout: int
+    build_requires: tuple[str, ...] = ()  # more build requirements than the sdist declares
     test: TestSpec = field(default_factory=TestSpec)
     repro: ReproSpec = field(default_factory=ReproSpec)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -292,6 +295,14 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     sde = build.get("source-date-epoch")
     if sde is not None and sde < 315532800:  # zip cannot store times before 1980
         raise check.fail("[build] source-date-epoch", "must be 315532800 (1980-01-01) or later")
+    build_requires = check.strings("[build] requires", build.get("requires", []))
+    for i, requirement in enumerate(build_requires):
+        try:
+            Requirement(requirement)
+        except InvalidRequirement as exc:
+            raise check.fail(f"[build] requires[{i}]", f"'{requirement}' is not a requirement: "
+                             f"{exc}", hint='write it as PyPI would take it: "cmake>=3.20"') \
+                from exc
     timeout = build.get("timeout", 3600)
     if timeout <= 0:
         raise check.fail("[build] timeout", "must be a positive number of seconds")
@@ -337,6 +348,7 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         system_requires=tuple(sorted(system_requires)),
         source_date_epoch=sde,
         timeout=timeout,
+        build_requires=build_requires,
         test=test_spec,
         repro=repro_spec,
         raw=data,

@@ -240,9 +240,13 @@ def wrapper_scripts(layout: ZigLayout, version: str, triple: str,
     # spaces, so a folder with one in its name keeps its own name there).
     edits = ["#", DEBUG_DIR_OVERRIDE, *(f"+-ffile-prefix-map={seen}={canon}" for seen, canon
                                         in pairs if not any(c.isspace() for c in seen + canon))]
+    # KILN_PREFIX_EDITS: the build folder's maps, which kiln sets per build (kiln.buildenv).
     exports = (f"ZIG_GLOBAL_CACHE_DIR={q(layout.cache)}\n"
                f"ZIG_LOCAL_CACHE_DIR={q(layout.cache)}\n"
                f"CCC_OVERRIDE_OPTIONS={q(' '.join(edits))}\n"
+               'if [ -n "${KILN_PREFIX_EDITS:-}" ]; then\n'
+               '  CCC_OVERRIDE_OPTIONS="$CCC_OVERRIDE_OPTIONS $KILN_PREFIX_EDITS"\n'
+               "fi\n"
                "export ZIG_GLOBAL_CACHE_DIR ZIG_LOCAL_CACHE_DIR CCC_OVERRIDE_OPTIONS\n")
     maps = " ".join(q(f"-ffile-prefix-map={seen}={canon}") for seen, canon in pairs)
     flags = " ".join(q(f) for f in COMPILE_FLAGS)

@@ -40,6 +40,11 @@ def _log(tmp_path, body: str):
     ("error: can't find Rust compiler\n", "error: can't find Rust compiler", "needs Rust"),
     ("urllib.error.URLError: <urlopen error [Errno -3] Temporary failure in name "
      "resolution>\n", "Temporary failure in name resolution", "network"),
+    ("kiln: /usr/bin/cmake is the host's, and a hermetic build runs only pinned tools (…)\n"
+     "error: cmake failed\n", "error: cmake failed", "[build] requires"),
+    ("subprocess.CalledProcessError: Command '['/kiln-rebuild/a/decoys/cmake', 'deps']' "
+     "returned non-zero exit status 126.\n", "'/kiln-rebuild/a/decoys/cmake'",
+     "add it to the recipe's [build] requires"),
 ])
 def test_known_causes_are_named_with_what_to_do(tmp_path, body, line, hint):
     cause = explain(_log(tmp_path, body))

@@ -83,3 +83,42 @@ def test_lock_missing_a_python():
 def test_merge_marks_what_only_some_pythons_need():
     merged = _merge(("setuptools>=61",), {"3.10": ["wheel", "cython"], "3.11": ["cython"]})
     assert merged == ["setuptools>=61", "cython", 'wheel ; python_version == "3.10"']
+
+
+def test_the_recipes_own_build_requirements_must_be_in_the_lock():
+    extra = parse_recipe(f"""
+[package]
+name = "demo"
+version = "1.0"
+[source]
+url = "https://example.org/demo-1.0.tar.gz"
+sha256 = "{"a" * 64}"
+[build]
+python = ["3.10", "3.11"]
+requires = ["cmake>=3.20"]
+""", Path("recipes/demo.toml"))
+    assert extra.build_requires == ("cmake>=3.20",)
+    lock = parse_lock(LOCK, Path("recipes/demo.lock"))
+    with pytest.raises(LockError) as info:
+        check_lock(extra, lock, ("3.11",))
+    assert "cmake>=3.20" in info.value.message
+    assert "kiln lock recipes/demo.toml" in (info.value.hint or "")
+    locked = parse_lock(LOCK.replace("# requires: setuptools>=61 |",
+                                     "# requires: setuptools>=61 | cmake>=3.20 |"),
+                        Path("recipes/demo.lock"))
+    check_lock(extra, locked, ("3.11",))
+
+
+def test_a_build_requirement_that_is_not_one_is_refused():
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(f"""
+[package]
+name = "demo"
+version = "1.0"
+[source]
+url = "https://example.org/demo-1.0.tar.gz"
+sha256 = "{"a" * 64}"
+[build]
+requires = ["cmake >>> 3"]
+""", Path("recipes/demo.toml"))
+    assert "[build] requires[0]" in info.value.message
