@@ -13,6 +13,9 @@ class KilnError(Exception):
 
     exit_code = 1
     default_hint: str | None = None
+    # Bad input (a malformed recipe, a wrong sha256, a bad option): the command refuses it
+    # and writes nothing, not even a status file saying it failed.
+    bad_input = False
 
     def __init__(self, message: str, *, hint: str | None = None, log: Path | None = None) -> None:
         super().__init__(message)
@@ -28,12 +31,14 @@ class UsageError(KilnError):
     """The command line asked for something that cannot be done."""
 
     exit_code = 2
+    bad_input = True
 
 
 class RecipeError(KilnError):
     """A recipe or lock file is malformed; the message names the file and the field."""
 
     exit_code = 2
+    bad_input = True
 
 
 class NothingToDoError(KilnError):
@@ -53,6 +58,7 @@ class HashMismatchError(FetchError):
     """Downloaded bytes do not have the digest the recipe promises."""
 
     exit_code = 5
+    bad_input = True
     default_hint = (
         "if the new file is the one you want, put its sha256 in the recipe; otherwise the "
         "download was tampered with or corrupted"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -76,9 +77,24 @@ def _fetch_error(url: str, exc: BaseException, what: str) -> FetchError:
 def download(url: str, target: Path, *, sha256: str | None = None, what: str = "download") -> Path:
     """Download ``url`` to ``target``, resuming a partial file, checking ``sha256`` if given.
 
-    ``file://`` urls are copied. The target appears only once complete (and verified).
+    ``file://`` urls are copied. The target appears only once complete (and verified); a
+    download that fails leaves no folder or lock file behind that it made (a partial file
+    it can resume from is kept).
     """
-    with exclusive(target.with_name(target.name + ".lock")):
+    made = not target.parent.exists()
+    lock = target.with_name(target.name + ".lock")
+    try:
+        return _download(url, target, lock, sha256=sha256, what=what)
+    except BaseException:
+        if made:
+            lock.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()  # only if nothing else is in it
+        raise
+
+
+def _download(url: str, target: Path, lock: Path, *, sha256: str | None, what: str) -> Path:
+    with exclusive(lock):
         if target.exists():
             return target
         part = target.with_name(target.name + ".part")

@@ -116,9 +116,10 @@ def _recipe_identity(path: Path) -> tuple[str, str]:
 
 
 def record_outcomes(wheelhouse: Path, results: Iterable[JobResult]) -> None:
-    """Write the outcome of each attempted build (skipped ones were not attempted)."""
+    """Write the outcome of each attempted build (skipped ones were not attempted, and
+    bad input, such as a malformed recipe or a wrong sha256, is refused without a trace)."""
     for result in results:
-        if result.skipped:
+        if result.skipped or (result.error is not None and result.error.bad_input):
             continue
         outcome = outcome_of(result, wheelhouse)
         path = outcome_path(wheelhouse, outcome.recipe, result.python, result.target)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -22,6 +23,11 @@ from kiln.progress import reporter
 T = TypeVar("T")
 
 _TAIL_LINES = 30
+
+
+# Lines a tool prints around its output rather than about the failure: setuptools-rust's
+# "-- Output captured from stdout:" (its cargo output follows, often empty), rules of dashes.
+SCAFFOLDING = re.compile(r"\s*(?:-- Output captured from std(?:out|err):?|[-=*_~]{3,})\s*\Z")
 
 
 class CancelScope:
@@ -176,7 +182,8 @@ def run(
         reporter().finished(args, returncode, time.monotonic() - started)
     finished = Finished(args, returncode, "\n".join(tail))
     if check and returncode != 0:
-        last = next((line for line in reversed(tail) if line.strip()), "no output")
+        last = next((line for line in reversed(tail) if line.strip()
+                     and not SCAFFOLDING.match(line)), "no output")
         msg = f"{what} failed (exit {returncode}): {last.strip()}"
         raise error(msg, hint=hint, log=log)
     return finished

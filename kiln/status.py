@@ -59,6 +59,7 @@ class Cell:
     python: str
     target: str
     result: str  # built | cached | reused | failed | not reproducible | recorded | not built
+    #             | invalid (the recipe itself could not be read: ``why`` says why)
     wheel: str | None = None
     tag: str = ""
     reproducible: bool | None = None  # None: not checked
@@ -331,6 +332,10 @@ def collect_status(paths: Sequence[Path], *, wheelhouse: Path, audit_repo: Path 
             status.recipes.append(RecipeSummary(path=str(path), name=path.stem, version="",
                                                 pythons=(), targets=(), system_requires=(),
                                                 description="", error=exc.message))
+            # Listed, never dropped: a recipe kiln cannot read is one the catalogue lacks.
+            why = exc.message + (f" ({exc.hint})" if exc.hint else "")
+            status.cells.append(Cell(recipe=path.stem, name=path.stem, version="", python="",
+                                     target="", result="invalid", why=why))
             continue
         status.recipes.append(RecipeSummary(
             path=str(path), name=recipe.name, version=recipe.version, pythons=recipe.pythons,

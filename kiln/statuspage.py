@@ -6,6 +6,8 @@ from collections import defaultdict
 
 from kiln.status import Cell, Status
 
+# Results that come with a reason (``Cell.why``) to show.
+FAILED = ("failed", "not reproducible", "invalid")
 COLUMNS = ("recipe", "version", "python", "target", "result", "hermetic", "reproducible", "signed",
            "tests", "tag", "time")
 
@@ -72,14 +74,17 @@ def _table(columns: tuple[str, ...] | list[str], rows: list[list[str]]) -> list[
 
 
 def summary_line(status: Status) -> str:
-    tried = [c for c in status.cells if c.result != "not built"]
+    invalid = [c for c in status.cells if c.result == "invalid"]
+    cells = [c for c in status.cells if c.result != "invalid"]
+    tried = [c for c in cells if c.result != "not built"]
     ok = [c for c in tried if c.ok]
     repro = [c for c in ok if c.reproducible]
     tested = [c for c in ok if c.tests.startswith("passed")]
     hermetic = [c for c in ok if c.hermetic]
-    return (f"{len(status.recipes)} recipe(s), {len(status.cells)} builds (recipe × Python × "
-            f"target): {len(ok)} built, {len(tried) - len(ok)} failed, "
-            f"{len(status.cells) - len(tried)} not built yet; {len(hermetic)} of the built "
+    unreadable = f" ({len(invalid)} invalid: not read)" if invalid else ""
+    return (f"{len(status.recipes)} recipe(s){unreadable}, {len(cells)} builds (recipe × "
+            f"Python × target): {len(ok)} built, {len(tried) - len(ok)} failed, "
+            f"{len(cells) - len(tried)} not built yet; {len(hermetic)} of the built "
             f"hermetic, {len(repro)} checked reproducible, {len(tested)} passed their tests.")
 
 
@@ -111,13 +116,14 @@ def render_packages_md(status: Status, *, command: str, sources: str) -> str:
             "CPython build of the same version, other tools on PATH, another folder, clock, "
             "locale …) gave the same sha256.", ""]
     out += _table(list(COLUMNS), [cell_row(c) for c in status.cells])
-    failures = [c for c in status.cells if c.result in ("failed", "not reproducible")]
+    failures = [c for c in status.cells if c.result in FAILED]
     out += ["", "## What did not build, and why", ""]
     if failures:
         for c in failures:
             log = f" Log: `{c.log}`." if c.log else ""
-            out.append(f"- **{c.name} {c.version}** (Python {c.python}, {c.target}): "
-                       f"{_md(c.why)}{log}")
+            where = (f"**{c.name} {c.version}** (Python {c.python}, {c.target})"
+                     if c.python else f"**{c.recipe}** (the recipe is invalid)")
+            out.append(f"- {where}: {_md(c.why)}{log}")
     else:
         out.append("Nothing failed.")
     waiting: dict[str, list[str]] = defaultdict(list)

@@ -87,9 +87,11 @@ def result_json(result: Any) -> dict[str, Any]:
             "ran": test.ran, "passed": test.passed, "commands": list(test.commands),
             "seconds": test.seconds, "emulated": test.emulated}
     if result.error is not None:
+        report = getattr(result.error, "report", None)
         data["error"] = {"message": result.error.message, "hint": result.error.hint,
                          "exit_code": result.error.exit_code,
-                         "log": str(result.error.log) if result.error.log else None}
+                         "log": str(result.error.log) if result.error.log else None,
+                         "report": str(report) if report else None}
     return data
 
 
@@ -134,22 +136,38 @@ def print_results(results: list[Any], *, show_repro: bool) -> None:
     table(None, columns, rows)
 
 
-def finish(results: list[Any]) -> None:
-    """Print every failure's error and hint; exit with the right code."""
+def refused(results: list[Any]) -> bool:
+    """Nothing was attempted: every result is a recipe refused before any build started."""
+    return bool(results) and all(r.error is not None and not r.python for r in results)
+
+
+def finish(results: list[Any], *, json_output: bool = False) -> None:
+    """Print every failure's error and hint; exit with the right code.
+
+    With ``json_output`` stdout holds only the JSON already printed: the reproducibility
+    report's table is not added (its path is in the JSON). One failed result is raised as
+    its own error: one ``error:`` and one ``hint:``, no label line and no summary.
+    """
     from kiln.errors import NotReproducibleError
     from kiln.repro import ReproReport
 
     failures = [r for r in results if r.error is not None]
     for r in failures:
         assert r.error is not None
-        if isinstance(r.error, NotReproducibleError) and r.error.report is not None:
+        if isinstance(r.error, NotReproducibleError) and r.error.report is not None \
+                and not json_output:
             report = ReproReport.model_validate_json(r.error.report.read_bytes())
             print_report(report, r.error.report)
-        err.print(Text(r.label, style="bold"))
-        report_error(r.error)
     for r in results:
         if r.skipped:
             err.print(Text(f"skipped {r.label}: {r.skipped}", style="dim"))
+    if len(results) == 1 and failures:
+        assert failures[0].error is not None
+        raise failures[0].error
+    for r in failures:
+        assert r.error is not None
+        err.print(Text(r.label, style="bold"))
+        report_error(r.error)
     if failures:
         codes = {r.error.exit_code for r in failures if r.error}
         message = f"{len(failures)} of {len(results)} build(s) failed: " + ", ".join(
@@ -251,9 +269,9 @@ def build(
         reporter.close()
     if json_output:
         print_json([result_json(r) for r in results])
-    else:
+    elif not refused(results):
         print_results(results, show_repro=check_repro)
-    finish(results)
+    finish(results, json_output=json_output)
 
 
 @app.command()

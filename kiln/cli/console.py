@@ -224,7 +224,12 @@ class TerminalReporter:
         self._stop_status()
 
 
+printed_json = False  # whether this command has written its JSON (kiln.cli.main asks)
+
+
 def print_json(data: Any) -> None:
+    global printed_json
+    printed_json = True
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
 

@@ -111,12 +111,19 @@ def test_command(
                                                        work=root / "work", index=index, log=log,
                                                        label=wheel.name, cache=root)
     except KilnError as exc:
-        exc.log = exc.log or log
+        exc.log = exc.log or _written(log)
+        if exc.hint is None:
+            exc.hint = "kiln test WHEEL --recipe RECIPE runs a recipe's [test] on any wheel"
         raise
     finally:
         reporter.close()
     if not outcome.ran:
-        raise UnsupportedError(f"{wheel.name}: tests not run: {outcome.why_not}", log=log)
+        why, _, hint = outcome.why_not.partition(" (")
+        raise UnsupportedError(
+            f"{wheel.name}: tests not run: {why}", log=_written(log),
+            hint=hint.removesuffix(")") if hint else
+            "add commands to the recipe's [test], or leave out --recipe to import the "
+            "wheel's modules" if recipe else None)
     data = {"wheel": str(wheel), "target": target.name, "python": minor,
             "emulated": outcome.emulated, "passed": outcome.passed,
             "commands": list(outcome.commands), "seconds": outcome.seconds, "log": str(log)}
@@ -126,6 +133,14 @@ def test_command(
     table(None, ["wheel", "target", "python", "how", "tests", "s"],
           [[wheel.name, target.name, minor, "qemu-user" if outcome.emulated else "native",
             "passed" if outcome.passed else "failed", f"{outcome.seconds:.1f}"]])
+
+
+def _written(log: Path) -> Path | None:
+    """The log, when something was written to it: an error never points at an empty log."""
+    try:
+        return log if log.stat().st_size else None
+    except OSError:
+        return None
 
 
 @app.command("sysroot")

@@ -34,7 +34,7 @@ def status(
     """Each recipe × Python × target: built, reproducible, signed, tested — or why it failed."""
     from kiln.files import write_atomic
     from kiln.status import collect_status
-    from kiln.statuspage import COLUMNS, cell_row, render_packages_md, summary_line
+    from kiln.statuspage import COLUMNS, FAILED, cell_row, render_packages_md, summary_line
 
     found = collect_status(recipes, wheelhouse=wheelhouse,
                            audit_repo=None if no_audit else audit_repo,
@@ -52,9 +52,10 @@ def status(
         return
     table(None, list(COLUMNS), [cell_row(c) for c in found.cells])
     for cell in found.cells:
-        if cell.result in ("failed", "not reproducible"):
-            err.print(Text.assemble((f"{cell.name} {cell.version} ({cell.python}, "
-                                     f"{cell.target}): ", "bold"), cell.why))
+        if cell.result in FAILED:
+            where = (f"{cell.name} {cell.version} ({cell.python}, {cell.target})"
+                     if cell.python else f"{cell.recipe} (invalid recipe)")
+            err.print(Text.assemble((f"{where}: ", "bold"), cell.why))
     for problem in found.problems:
         err.print(Text(f"note: {problem}", style="dim"))
     out.print(summary_line(found))

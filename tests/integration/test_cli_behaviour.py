@@ -22,7 +22,13 @@ def test_bad_recipe_is_one_line_with_a_hint_and_exit_2(run_kiln, cext_recipe, tm
     assert any("[build] pyhton: unknown key (did you mean 'python'?)" in x for x in lines)
     assert any(x.startswith("hint:") for x in lines)
     assert "Traceback" not in result.stderr
+    assert result.stdout == ""  # nothing was built: no results table
     assert not (tmp_path / "wh").exists() or not list((tmp_path / "wh").glob("*.whl"))
+    as_json = run_kiln("build", cext_recipe, "-o", tmp_path / "wh", "--json")
+    assert as_json.returncode == 2
+    rows = json.loads(as_json.stdout)  # --json: stdout is JSON, whatever happened
+    assert "pyhton: unknown key" in rows[0]["error"]["message"]
+    assert not (tmp_path / "wh" / ".kiln").exists()  # bad input leaves no status behind
 
 
 def test_verbose_shows_the_traceback(run_kiln, cext_recipe, tmp_path):
@@ -39,6 +45,40 @@ def test_hash_mismatch_exit_code_and_both_digests(run_kiln, cext_recipe, tmp_pat
     result = run_kiln("build", cext_recipe, "-o", tmp_path / "wh")
     assert result.returncode == 5
     assert real in result.stderr and "f" * 64 in result.stderr
+    # one failure is said once: one error, one hint, no "1 of 1 build(s) failed" after it
+    assert [x.split(":")[0] for x in error_lines(result.stderr)] == ["error", "hint"]
+    assert "build(s) failed" not in result.stderr
+    # a wrong sha256 is bad input: no status file says the recipe failed to build
+    assert not list((tmp_path / "wh").rglob("*.json"))
+
+
+def test_json_errors_before_any_result_are_json(run_kiln, tmp_path):
+    result = run_kiln("status", tmp_path / "no-such-recipes", "--json")
+    assert result.returncode == 3
+    error = json.loads(result.stdout)["error"]
+    assert "no such recipe" in error["message"] and error["exit_code"] == 3
+    assert error["kind"] == "NothingToDoError"
+    assert "error:" in result.stderr  # and the person at the terminal still reads it
+
+
+def test_kiln_test_without_tests_says_what_to_do(run_kiln, cext_recipe, tmp_path):
+    import zipfile
+
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("demo/__init__.py", "")
+        zf.writestr("demo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo\n"
+                                                   "Version: 1.0\n")
+        zf.writestr("demo-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nTag: py3-none-any\n")
+        zf.writestr("demo-1.0.dist-info/RECORD", "")
+    cext_recipe.write_text(cext_recipe.read_text().split("[test]")[0])
+    result = run_kiln("test", wheel, "--recipe", cext_recipe, "-p", "3.11",
+                      "--cache-dir", tmp_path / "c")
+    assert result.returncode != 0
+    lines = error_lines(result.stderr)
+    assert "tests not run: the recipe has no [test] commands" in lines[0]
+    assert lines[1].startswith("hint: add commands to the recipe's [test]")
+    assert "log:" not in result.stderr  # the log is empty: the error does not point at it
 
 
 def test_recipe_check(run_kiln, cext_recipe, tmp_path):

@@ -44,3 +44,13 @@ def test_cancelling_a_scope_stops_its_program_and_its_children(tmp_path):
     assert not marker.exists(), "the whole process group must go"
     with pytest.raises(BuildError, match="not started"):
         proc.run_in_scope(scope, lambda: proc.run(["true"], what="after", error=BuildError))
+
+
+def test_the_failure_names_the_last_line_that_says_something(tmp_path):
+    # setuptools-rust prints its cargo output after a heading, and often that output is empty
+    script = ("import sys; print('error: linker cc not found'); "
+              "print('-- Output captured from stdout:'); print(); print('-' * 20); sys.exit(1)")
+    with pytest.raises(BuildError) as info:
+        proc.run(["python3", "-c", script], what="building", error=BuildError,
+                 log=tmp_path / "log")
+    assert info.value.message == "building failed (exit 1): error: linker cc not found"

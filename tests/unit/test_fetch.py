@@ -109,3 +109,12 @@ def test_plain_http_to_the_internet_is_refused(tmp_path):
     with pytest.raises(FetchError) as info:
         kiln_http.download("http://example.org/x.tar.gz", tmp_path / "x")
     assert "only https://" in info.value.message
+
+
+def test_a_failed_download_leaves_no_folder_or_lock_behind(tmp_path):
+    sdist = tmp_path / "demo-1.0.tar.gz"
+    sdist.write_bytes(b"real bytes")
+    with pytest.raises(HashMismatchError):
+        fetch_sdist(recipe_for(sdist.as_uri(), "0" * 64), tmp_path / "cache")
+    left = sorted(str(p.relative_to(tmp_path / "cache")) for p in (tmp_path / "cache").rglob("*"))
+    assert left == ["sdists"]  # the shared folder stays; the one made for this file is gone

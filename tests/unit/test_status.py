@@ -234,3 +234,17 @@ def test_a_failed_system_call_is_named_when_no_line_says_error(tmp_path):
     put_outcome(tmp_path / "wh", recipe, error=BuildError("CMakeNotFoundError", log=log))
     cell = collect_status([recipe], wheelhouse=tmp_path / "wh").cells[0]
     assert cell.why.endswith("[Errno 22] Invalid argument")
+
+
+def test_an_invalid_recipe_is_listed_not_dropped(tmp_path):
+    recipes = tmp_path / "recipes"
+    write_recipe(recipes)
+    (recipes / "broken.toml").write_text("[package]\nname = \"broken\"\n")
+    status = collect_status([recipes], wheelhouse=tmp_path / "wh")
+    invalid = [c for c in status.cells if c.result == "invalid"]
+    assert [c.recipe for c in invalid] == ["broken"]
+    assert "broken.toml" in invalid[0].why
+    page = render_packages_md(status, command="kiln status recipes", sources="the wheelhouse")
+    assert "- **broken** (the recipe is invalid): " in page
+    assert "2 recipe(s) (1 invalid: not read), 2 builds (recipe × Python × target): 0 built, " \
+           "0 failed, 2 not built yet" in page
