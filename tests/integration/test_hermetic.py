@@ -279,6 +279,39 @@ def test_a_rebuild_with_a_warm_first_build_cache_still_compiles(run_kiln, two_py
     assert str(pyenv) in record["repro"]["rebuild_interpreter"]
 
 
+# propcache's build backend compiles a copy of the sources in a random folder and maps that
+# folder back to the one it was started in: a map kiln's own maps never reach.
+OWN_MAP_SETUP = """
+    import os, shutil, tempfile
+    from setuptools import Extension, setup
+
+    here = os.getcwd()
+    copy = tempfile.mkdtemp()
+    shutil.copy("src/speedups.c", copy)
+    setup(name="cext-demo", version="1.0", packages=["cext_demo"],
+          ext_modules=[Extension("cext_demo._speedups", [os.path.join(copy, "speedups.c")],
+                                 extra_compile_args=["-g", f"-ffile-prefix-map={copy}={here}"])])
+"""
+
+
+def test_a_build_that_maps_its_own_folders_still_rebuilds_identically(run_kiln, warm_tools,
+                                                                        tmp_path):
+    files = cext_files()
+    files["setup.py"] = OWN_MAP_SETUP
+    recipe = _recipe(tmp_path, "cext-demo", files, (ADD_TEST,))
+    _, results = _build(run_kiln, recipe, tmp_path / "wh", _cache(warm_tools, tmp_path / "c"),
+                        "--check-repro", check=False)
+    record = results[0]["record"]
+    repro = record["repro"]
+    # The twin built in another folder (its own map pointed there) and gave the same bytes.
+    assert "build_path" in repro["variations"], repro
+    assert repro["reproducible"] is True, repro
+    with zipfile.ZipFile(results[0]["wheel"]) as zf:
+        blob = b"".join(zf.read(n) for n in zf.namelist() if ".so" in n)
+    assert b"/kiln/src/cext-demo-1.0" in blob  # the build's own map, pointed at /kiln/src
+    assert record["test"]["passed"] is True
+
+
 def test_kiln_toolchain_fetch_fills_a_folder_builds_use_offline(run_kiln, tmp_path):
     from kiln.toolchain.cpython import pin_for
 

@@ -111,3 +111,50 @@ def test_the_rebuild_has_other_tools_on_path_and_its_own_compiler_cache(recipe, 
     first = Workspace.create(tmp_path, CANONICAL)
     assert not first.decoys.exists()
     assert first.stub.read_text().startswith("#!/bin/sh")
+
+
+def _clang_edit(edit: str, arg: str) -> str:
+    """What clang does with one ``s/pattern/replacement/`` edit of CCC_OVERRIDE_OPTIONS:
+    the pattern ends at the first ``/``, the replacement is the rest but the last ``/``."""
+    import re
+
+    pattern, _, rest = edit[2:].partition("/")
+    return re.sub(pattern, rest[:-1], arg, count=1)
+
+
+def test_a_builds_own_prefix_map_into_the_build_folder_is_rewritten(recipe, tmp_path):
+    # A backend that copies the sources away and maps the copy back to the folder kiln
+    # built in (propcache's) would keep that folder; the edits point the map at /kiln/src.
+    rebuilt = Workspace.create(tmp_path, varied(cpu_count=2))
+    seen = rebuilt.inside(rebuilt.src)
+    edits = build_variables(recipe, rebuilt, source_date_epoch=1)["KILN_PREFIX_EDITS"].split(" ")
+    rewrites = [e for e in edits if e.startswith("s/")]
+    assert rewrites and all("/" not in e[2:].partition("/")[0] for e in rewrites)
+    for flag in ("-ffile-prefix-map", "-fdebug-prefix-map", "-fmacro-prefix-map"):
+        arg = f"{flag}=/tmp/tmpx1y2={seen}/propcache-0.5"
+        done = arg
+        for edit in rewrites:
+            done = _clang_edit(edit, done)
+        assert done == f"{flag}=/tmp/tmpx1y2=/kiln/src/propcache-0.5", (edits, done)
+    # Other flags and maps into other folders are left alone; kiln's own maps are added.
+    for other in (f"-I{seen}/include", "-ffile-prefix-map=/tmp/a=/elsewhere"):
+        assert all(_clang_edit(e, other) == other for e in rewrites)
+    assert f"+-ffile-prefix-map={seen}=/kiln/src" in edits
+    # The canonical workspace needs no rewrite: what it sees is already /kiln/src.
+    canonical = Workspace.create(tmp_path / "c", CANONICAL)
+    assert not [e for e in build_variables(recipe, canonical, source_date_epoch=1)
+                ["KILN_PREFIX_EDITS"].split(" ") if e.startswith("s/")]
+
+
+def test_prefix_edits_leave_out_folders_clang_could_not_parse():
+    from kiln.buildenv import prefix_edits
+
+    edits = prefix_edits([("/b/my src", "/kiln/src"), ("/b/x[1]", "/kiln/env"),
+                          ("/b/a.b+c", "/kiln/src")])
+    assert all(" " not in e for e in edits)
+    assert not any("my src" in e or "x[1]" in e for e in edits)
+    # Characters a regular expression reads specially stand for themselves.
+    assert _clang_edit(edits[0], "-ffile-prefix-map=/t=/b/a.b+c/p") == \
+        "-ffile-prefix-map=/t=/kiln/src/p"
+    assert _clang_edit(edits[0], "-ffile-prefix-map=/t=/b/aXb+c/p") == \
+        "-ffile-prefix-map=/t=/b/aXb+c/p"
