@@ -25,11 +25,12 @@ from kiln.toolchain.targets import host_target
 from kiln.toolchain.tool import Tool
 from kiln.toolchain.zig import (
     COMPILE_FLAGS,
-    DEBUG_DIR_OVERRIDE,
     ZigLayout,
+    clang_edits,
     install_zig,
     pin_digest,
     write_wrappers,
+    zig_cache_root,
     zig_pin,
     zig_triple,
 )
@@ -72,7 +73,7 @@ class HermeticBackend:
                                       find_links=job.index.find_links)
         install = install_zig(job.cache, job.index)
         tools = job.cache / "tools"
-        chain = tools / "zigcache" / job.surroundings.compile_chain
+        chain = zig_cache_root(tools) / job.surroundings.compile_chain
         chain.mkdir(parents=True, exist_ok=True)
         isolated = bwrap_path() is not None
         if isolated:
@@ -102,7 +103,7 @@ class HermeticBackend:
         identity = (
             ("zig", pin_digest(zig_pin())),
             ("target", triple),
-            ("flags", " ".join((*COMPILE_FLAGS, DEBUG_DIR_OVERRIDE))),
+            ("flags", " ".join((*COMPILE_FLAGS, *clang_edits(triple)))),
             ("cpython", description.digest),
             *((name, value.replace(seen_bin, canonical_bin)) for name, value in env),
         )

@@ -51,6 +51,27 @@ COMPILE_FLAGS = ("-fno-sanitize=undefined",)
 # to every command line it runs from CCC_OVERRIDE_OPTIONS ("#": silently), zig's own runtime
 # compiles included, so every compile records "." as its folder.
 DEBUG_DIR_OVERRIDE = "+-fdebug-compilation-dir=."
+# zig hands clang every CPU feature of the target by name, "-crc32" included for x86-64's
+# baseline. clang turns crc32, popcnt, xsave and evex512 on in a function marked
+# target("sse4.2"), target("avx") or target("avx512f") only when they were not switched off
+# by name, which zig always does: crc32c's hardware path ('__builtin_ia32_crc32qi' needs
+# target feature crc32) and AVX-512 dispatch (evex512) that gcc compiles fail to. These edits
+# switch off avx512f (off already) in their place, so the features stay off everywhere else,
+# as with gcc, and come on where the code asks, as with gcc and clang.
+X86_FEATURE_EDITS = tuple(f"s/^-{feature}$/-avx512f/"
+                          for feature in ("crc32", "popcnt", "xsave", "evex512"))
+
+
+def clang_edits(triple: str) -> tuple[str, ...]:
+    """The CCC_OVERRIDE_OPTIONS edits every compile for ``triple`` gets."""
+    return (DEBUG_DIR_OVERRIDE, *(X86_FEATURE_EDITS if triple.startswith("x86_64") else ()))
+
+
+def zig_cache_root(tools: Path) -> Path:
+    """The folder of the compile caches. zig's cache keys leave CCC_OVERRIDE_OPTIONS out, so
+    objects compiled under other edits must not be found: the folder is named by them."""
+    digest = sha256_bytes(" ".join((DEBUG_DIR_OVERRIDE, *X86_FEATURE_EDITS)).encode())
+    return tools / f"zigcache-{digest[:12]}"
 _GLIBC = re.compile(r"2\.\d{1,2}\Z")
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
 _VERSION = re.compile(r"\d+\.\d+\.\d+(\.post\d+)?\Z")
@@ -238,7 +259,7 @@ def wrapper_scripts(layout: ZigLayout, version: str, triple: str,
     pairs = [*layout.prefix_maps(), *((a, b) for a, b in extra_maps if a != b)]
     # The runtime's compiles get the prefix maps this way too (clang splits the edits at
     # spaces, so a folder with one in its name keeps its own name there).
-    edits = ["#", DEBUG_DIR_OVERRIDE, *(f"+-ffile-prefix-map={seen}={canon}" for seen, canon
+    edits = ["#", *clang_edits(triple), *(f"+-ffile-prefix-map={seen}={canon}" for seen, canon
                                         in pairs if not any(c.isspace() for c in seen + canon))]
     # KILN_PREFIX_EDITS: the build folder's maps, which kiln sets per build (kiln.buildenv).
     exports = (f"ZIG_GLOBAL_CACHE_DIR={q(layout.cache)}\n"

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from kiln.toolchain.zig import zig_cache_root
 from tests.conftest import ROOT, TEST_WHEELS, cext_files, make_sdist, recipe_text
 
 pytestmark = pytest.mark.slow
@@ -147,7 +148,7 @@ def test_check_repro_for_a_cross_build_and_a_cold_zig_cache(run_kiln, shared_cac
     cold = tmp_path / "cold-cache"
     _, again = _build(run_kiln, cold, recipe, tmp_path / "wh-cold", "--backend", "hermetic",
                       "--target", "linux-aarch64", "--no-test")
-    assert any((cold / "tools" / "zigcache" / "build").iterdir())
+    assert any((zig_cache_root(cold / "tools") / "build").iterdir())
     assert again[0]["record"]["outputs"][0]["sha256"] == repro["digests"][0]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from kiln.toolchain.zig import zig_cache_root
 from tests.conftest import ROOT, TEST_WHEELS, cext_files, make_sdist, recipe_text
 
 pytestmark = pytest.mark.slow
@@ -253,10 +255,10 @@ def test_a_rebuild_with_a_warm_first_build_cache_still_compiles(run_kiln, two_py
                      extra='\n[repro]\nskip-variations = ["build_path"]\n')
     cache = tmp_path / "cache"
     _build(run_kiln, recipe, tmp_path / "warm", cache)
-    first_chain = cache / "tools" / "zigcache" / "build"
+    first_chain = zig_cache_root(cache / "tools") / "build"
     objects = sorted(first_chain.glob("o/*/speedups.o"))
     assert objects, "the first build compiled nothing into its cache"
-    rebuild_chain = cache / "tools" / "zigcache" / "rebuild"
+    rebuild_chain = zig_cache_root(cache / "tools") / "rebuild"
     assert not rebuild_chain.exists()
     _, results = _build(run_kiln, recipe, tmp_path / "wh", cache, "--check-repro", "--no-cache")
     repro = results[0]["record"]["repro"]
@@ -277,6 +279,39 @@ def test_a_rebuild_with_a_warm_first_build_cache_still_compiles(run_kiln, two_py
     assert record["repro"]["rebuild_compiles"].startswith("its own compiler cache")
     assert record["python"]["path"] == str(debian)
     assert str(pyenv) in record["repro"]["rebuild_interpreter"]
+
+
+# Runtime dispatch the way crc32c, simdjson and others do it: functions marked for a newer
+# CPU, in a module built for x86-64's baseline. gcc compiles this; zig's clang refused it
+# (zig switches crc32, popcnt and evex512 off by name, and clang then keeps them off).
+DISPATCH_C = """
+    #if defined(__SSE4_2__) || defined(__CRC32__) || defined(__POPCNT__) || defined(__AVX512F__)
+    #error "the baseline was raised: a wheel for x86-64 must run on any x86-64"
+    #endif
+    #include <stdint.h>
+    #include <immintrin.h>
+    __attribute__((target("sse4.2"))) uint32_t kiln_crc(uint32_t c, unsigned char x) {
+        return __builtin_ia32_crc32qi(c, x) + (uint32_t)_mm_popcnt_u32(c);
+    }
+    __attribute__((target("avx"))) void kiln_save(void *p) { _xsave(p, 0); }
+    __attribute__((target("avx512f"))) __m512i kiln_add(__m512i a, __m512i b) {
+        return _mm512_add_epi32(a, b);
+    }
+"""
+
+
+def test_functions_for_a_newer_cpu_compile_and_the_baseline_stays(run_kiln, warm_tools,
+                                                                   tmp_path):
+    if not sys.platform.startswith("linux") or os.uname().machine != "x86_64":
+        pytest.skip("x86-64 dispatch")
+    recipe = _recipe(tmp_path, "cext-demo", cext_files(extra_c=DISPATCH_C), (ADD_TEST,))
+    result, built = _build(run_kiln, recipe, tmp_path / "wh", _cache(warm_tools, tmp_path / "c"),
+                           check=False)
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(built[0]["wheel"]) as zf:
+        blob = b"".join(zf.read(n) for n in zf.namelist() if ".so" in n)
+    assert re.search(rb"\xf2[\x40-\x4f]?\x0f\x38\xf0", blob)  # crc32 (in kiln_crc only)
+    assert re.search(rb"\xf3[\x40-\x4f]?\x0f\xb8", blob)  # popcnt
 
 
 # propcache's build backend compiles a copy of the sources in a random folder and maps that

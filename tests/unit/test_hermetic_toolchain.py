@@ -182,3 +182,20 @@ targets = ["linux-x86_64", "linux-aarch64", "linux-ppc64le", "macos-arm64"]
     assert [t.name for t in chosen] == ["linux-x86_64", "linux-aarch64"]
     assert dict(skipped).keys() == {"linux-ppc64le", "macos-arm64"}
     assert "cibuildwheel" in dict(skipped)["linux-ppc64le"]
+
+
+def test_x86_wrappers_let_target_attributes_turn_features_on(tmp_path, monkeypatch):
+    def edits(triple: str) -> list[str]:
+        text = zig.wrapper_scripts(zig.ZigLayout.fixed(), "0.15.2", triple)["cc"]
+        line = next(x for x in text.splitlines() if x.startswith("CCC_OVERRIDE_OPTIONS="))
+        return shlex.split(line)[0].split("=", 1)[1].split()
+
+    x86 = edits("x86_64-linux-gnu.2.17")
+    for feature in ("crc32", "popcnt", "xsave", "evex512"):
+        assert f"s/^-{feature}$/-avx512f/" in x86
+    assert not [e for e in edits("aarch64-linux-gnu.2.17") if e.startswith("s/")]
+    # zig's cache keys leave the edits out: other edits, another cache folder.
+    root = zig.zig_cache_root(tmp_path)
+    assert root.parent == tmp_path and root.name.startswith("zigcache-")
+    monkeypatch.setattr(zig, "X86_FEATURE_EDITS", ())
+    assert zig.zig_cache_root(tmp_path) != root
