@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kiln.recipe import VARIATIONS, Recipe
 from kiln.toolchain.sandbox import CANONICAL_ROOT, Bind, Sandbox, bwrap_path
+from kiln.toolchain.zig import map_edits
 
 
 @dataclass(frozen=True)
@@ -219,34 +220,13 @@ def build_variables(
     # The hermetic toolchain's wrappers hand these to clang (CCC_OVERRIDE_OPTIONS), so the
     # maps hold for compiles that do not go through CC: CMake naming the compiler itself,
     # a build calling `cc` from PATH. clang splits the edits at spaces.
-    env[PREFIX_EDITS] = " ".join(prefix_edits(maps))
+    env[PREFIX_EDITS] = " ".join(map_edits(maps, rewrite=True))
     if s.reverse_env:
         env = dict(reversed(list(env.items())))
     return env
 
 
 PREFIX_EDITS = "KILN_PREFIX_EDITS"
-
-
-def prefix_edits(maps: list[tuple[str, str]]) -> list[str]:
-    """clang's CCC_OVERRIDE_OPTIONS edits for the build folder's maps.
-
-    ``+`` adds kiln's maps to every compile. ``s/…/…/`` rewrites a build's own map that
-    points into a build folder: propcache's backend copies its sources to a random folder
-    and maps that back to the folder kiln built in, which kiln's maps no longer reach, so
-    the twin's folder ended up in the debug info. clang's pattern cannot hold a ``/`` (any
-    character stands for it) and an edit cannot hold a space (such folders are left out).
-    """
-    usable = [(a, b) for a, b in maps if not any(c.isspace() or c in "\\[]^" for c in a + b)]
-    rewrites = [f"s/^(-f[a-z-]*prefix-map=[^=]*=){_pattern(seen)}(.*)$/\\1{canon}\\2/"
-                for seen, canon in usable if seen != canon]
-    return [*rewrites, *(f"+-ffile-prefix-map={seen}={canon}" for seen, canon in usable)]
-
-
-def _pattern(path: str) -> str:
-    """``path`` as a POSIX extended regular expression with no ``/`` in it."""
-    return "".join("." if c == "/" else c if c.isalnum() or c in "_-" else f"[{c}]"
-                   for c in path)
 
 
 # What a hidden host tool says when a hermetic build runs it anyway.

@@ -22,6 +22,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -51,6 +52,9 @@ COMPILE_FLAGS = ("-fno-sanitize=undefined",)
 # to every command line it runs from CCC_OVERRIDE_OPTIONS ("#": silently), zig's own runtime
 # compiles included, so every compile records "." as its folder.
 DEBUG_DIR_OVERRIDE = "+-fdebug-compilation-dir=."
+_GLIBC = re.compile(r"2\.\d{1,2}\Z")
+_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
+_VERSION = re.compile(r"\d+\.\d+\.\d+(\.post\d+)?\Z")
 # zig hands clang every CPU feature of the target by name, "-crc32" included for x86-64's
 # baseline. clang turns crc32, popcnt, xsave and evex512 on in a function marked
 # target("sse4.2"), target("avx") or target("avx512f") only when they were not switched off
@@ -72,9 +76,30 @@ def zig_cache_root(tools: Path) -> Path:
     objects compiled under other edits must not be found: the folder is named by them."""
     digest = sha256_bytes(" ".join((DEBUG_DIR_OVERRIDE, *X86_FEATURE_EDITS)).encode())
     return tools / f"zigcache-{digest[:12]}"
-_GLIBC = re.compile(r"2\.\d{1,2}\Z")
-_SHA256 = re.compile(r"[0-9a-f]{64}\Z")
-_VERSION = re.compile(r"\d+\.\d+\.\d+(\.post\d+)?\Z")
+
+
+def map_edits(maps: Iterable[tuple[str, str]], *, rewrite: bool = False) -> list[str]:
+    """CCC_OVERRIDE_OPTIONS edits that add ``-ffile-prefix-map=seen=canonical`` to every
+    compile (clang splits the edits at spaces: a folder with one in its name is left out).
+
+    With ``rewrite``, ``s/…/…/`` edits also point a build's own map into ``seen`` at the
+    canonical folder: propcache's backend copies its sources to a random folder and maps
+    that back to the folder kiln built in, which kiln's maps no longer reach, so the twin's
+    folder ended up in the debug info. clang's pattern cannot hold a ``/`` (any character
+    stands for it); folders with a character a pattern could not carry are not rewritten.
+    """
+    usable = [(a, b) for a, b in maps if not any(c.isspace() for c in a + b)]
+    rewrites = [f"s/^(-f[a-z-]*prefix-map=[^=]*=){_pattern(seen)}(.*)$/\\1{canon}\\2/"
+                for seen, canon in usable
+                if rewrite and seen != canon and not any(c in "\\[]^" for c in seen + canon)]
+    return [*rewrites, *(f"+-ffile-prefix-map={seen}={canon}" for seen, canon in usable)]
+
+
+def _pattern(path: str) -> str:
+    """``path`` as a POSIX extended regular expression with no ``/`` in it."""
+    return "".join("." if c == "/" else c if c.isalnum() or c in "_-" else f"[{c}]"
+                   for c in path)
+
 
 # Wrapper name → the zig subcommand and whether it compiles (takes -target and prefix maps).
 WRAPPERS: dict[str, tuple[str, bool]] = {
@@ -259,8 +284,7 @@ def wrapper_scripts(layout: ZigLayout, version: str, triple: str,
     pairs = [*layout.prefix_maps(), *((a, b) for a, b in extra_maps if a != b)]
     # The runtime's compiles get the prefix maps this way too (clang splits the edits at
     # spaces, so a folder with one in its name keeps its own name there).
-    edits = ["#", *clang_edits(triple), *(f"+-ffile-prefix-map={seen}={canon}" for seen, canon
-                                        in pairs if not any(c.isspace() for c in seen + canon))]
+    edits = ["#", *clang_edits(triple), *map_edits(pairs)]
     # KILN_PREFIX_EDITS: the build folder's maps, which kiln sets per build (kiln.buildenv).
     exports = (f"ZIG_GLOBAL_CACHE_DIR={q(layout.cache)}\n"
                f"ZIG_LOCAL_CACHE_DIR={q(layout.cache)}\n"
