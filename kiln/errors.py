@@ -163,6 +163,18 @@ class MalformedAttestationError(VerificationError):
     default_hint = "the attestation is damaged, truncated or of another kind; fetch it again"
 
 
+class QuorumError(VerificationError):
+    """Fewer distinct trusted signers vouch for the wheel's digest than the quorum asks."""
+
+    exit_code = 28
+
+
+class BuildersDisagreeError(VerificationError):
+    """A trusted signer signed other bytes under the same filename: builders disagree."""
+
+    exit_code = 29
+
+
 class AuditError(KilnError):
     """The audit branch could not be read or written."""
 

@@ -9,7 +9,7 @@ declares in ``[build-system] requires`` plus what its backend asks for at build 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -51,6 +51,7 @@ class Lock:
     declared: tuple[str, ...]
     pins: tuple[Pin, ...]
     resolver: str
+    text: str = field(default="", compare=False, repr=False)  # the file as read (sha256 is of it)
 
     def pins_for(self, python: str) -> tuple[Pin, ...]:
         """The pins whose markers hold for CPython ``python`` on this platform."""
@@ -113,7 +114,7 @@ def parse_lock(text: str, path: Path) -> Lock:
         pins.append(Pin(canonicalize_name(match.group("name")), match.group("version"), hashes,
                         (match.group("marker") or "").strip()))
     declared = tuple(x.strip() for x in header.get("requires", "").split(" | ") if x.strip())
-    return Lock(path=path, sha256=sha256_bytes(text.encode()),
+    return Lock(path=path, text=text, sha256=sha256_bytes(text.encode()),
                 sdist_sha256=header["sdist-sha256"], pythons=tuple(header["pythons"].split()),
                 declared=declared, pins=tuple(pins), resolver=header.get("resolver", ""))
 

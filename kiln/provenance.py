@@ -23,6 +23,7 @@ Where things go (https://slsa.dev/spec/v1.0/provenance):
 
 from __future__ import annotations
 
+import base64
 import getpass
 import os
 import re
@@ -169,6 +170,10 @@ def build_statement(record: BuildRecord, *, recipe_values: Mapping[str, Any] | N
                               "name": record.recipe.name, "version": record.recipe.version}
     if values is not None:
         recipe["values"] = values
+    if record.recipe.text:
+        # The file itself: with the lock's content (resolvedDependencies), enough for anyone
+        # to rebuild from this statement alone (`kiln rebuild`).
+        recipe["text"] = record.recipe.text
     external: dict[str, Any] = {
         "recipe": recipe,
         "source": {"url": record.source.url, "sha256": record.source.sha256},
@@ -281,9 +286,11 @@ def _resolved_dependencies(record: BuildRecord) -> list[ResourceDescriptor]:
                                digest=DigestSet({"sha256": record.source.sha256}),
                                annotations={"kind": "sdist", "size": record.source.size})]
     if record.lock is not None:
-        deps.append(ResourceDescriptor(name=record.lock.path,
-                                       digest=DigestSet({"sha256": record.lock.sha256}),
-                                       annotations={"kind": "lock"}))
+        deps.append(ResourceDescriptor(
+            name=record.lock.path, digest=DigestSet({"sha256": record.lock.sha256}),
+            content=(base64.b64encode(record.lock.text.encode()).decode()
+                     if record.lock.text else None),
+            annotations={"kind": "lock"}))
     for req in record.build_requirements:
         hashes = [h.removeprefix("sha256:") for h in req.hashes]
         annotations: dict[str, Any] = {"kind": "build-requirement", "hashes": hashes}

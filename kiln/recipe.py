@@ -112,6 +112,7 @@ class Recipe:
     test: TestSpec = field(default_factory=TestSpec)
     repro: ReproSpec = field(default_factory=ReproSpec)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    text: str = field(default="", compare=False, repr=False)  # the file as read (sha256 is of it)
 
     @property
     def project(self) -> str:
@@ -334,6 +335,7 @@ def parse_recipe(text: str, path: Path) -> Recipe:
 
     return Recipe(
         path=path,
+        text=text,
         sha256=sha256_bytes(text.encode()),
         name=name,
         version=version,

@@ -43,11 +43,14 @@ class RecipeRef(Model):
     sha256: str
     name: str
     version: str
+    # The recipe file itself, so that `kiln rebuild` needs nothing but the record.
+    text: str = ""
 
 
 class LockRef(Model):
     path: str
     sha256: str
+    text: str = ""  # the lock file itself, as for the recipe
 
 
 class LockedRequirement(Model):

@@ -337,10 +337,10 @@ def verify_bundle(bundle: Mapping[str, Any] | bytes, policy: VerifyPolicy, *,
         raise UsageError("a Sigstore bundle is checked against --identity and --issuer")
     data = bundle if isinstance(bundle, bytes) else json.dumps(dict(bundle)).encode()
     att = FoundAttestation.from_bytes(data, origin)
-    return _verify_sigstore(att, policy)[0][0]
+    return verify_sigstore_attestation(att, policy)[0][0]
 
 
-def _verify_sigstore(att: FoundAttestation, policy: VerifyPolicy
+def verify_sigstore_attestation(att: FoundAttestation, policy: VerifyPolicy
                      ) -> list[tuple[dict[str, Any], VerifiedSignature]]:
     out = []
     for bundle in _load_bundles(att):
@@ -402,7 +402,7 @@ def _checked(wheel: Path, policy: VerifyPolicy, found: list[FoundAttestation]
                 f"(looked for {wheel.name}{SIGSTORE_SUFFIX})",
                 hint="sign with `kiln sign` (keyless), or pass --bundle PATH")
         for att in bundles:
-            results.extend(_verify_sigstore(att, policy))
+            results.extend(verify_sigstore_attestation(att, policy))
     return results
 
 

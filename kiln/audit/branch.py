@@ -22,9 +22,9 @@ from kiln.audit.records import (
     alternative_path,
     commit_message,
     parse_record,
-    parse_record_path,
     primary_path,
     wheel_folder,
+    witness_path,
 )
 from kiln.errors import AuditError
 from kiln.progress import reporter
@@ -41,11 +41,12 @@ class Placement:
     path: str | None
     existing: str | None = None
     conflict: bool = False  # the filename is recorded with another digest
+    witness: bool = False  # these bytes are recorded, by other signers
 
 
 @dataclass(frozen=True)
 class Added:
-    status: Literal["recorded", "conflict", "exists"]
+    status: Literal["recorded", "conflict", "witness", "exists"]
     path: str
     commit: str | None  # None: nothing was written (the same wheel was recorded before)
     attempts: int = 1
@@ -58,10 +59,7 @@ class Entry:
     path: str
     commit: Commit
     record: AuditRecord
-
-    @property
-    def conflict(self) -> bool:
-        return parse_record_path(self.path)[1] is not None
+    conflict: bool = False  # its digest is not the one the filename's first record has
 
 
 def pause(attempt: int, rng: random.Random) -> float:
@@ -108,17 +106,17 @@ class AuditBranch:
         """Append ``record`` unless the branch already has this wheel with this digest."""
         blob = self.store.write_blob(record.to_bytes())
         return self.add_blob(blob, record.wheel.filename, record.wheel.sha256,
-                             attempts=attempts)
+                             signers=record.signers, attempts=attempts)
 
     def add_blob(self, blob: str, filename: str, sha256: str, *,
-                 attempts: int = MAX_ATTEMPTS) -> Added:
+                 signers: frozenset[str] = frozenset(), attempts: int = MAX_ATTEMPTS) -> Added:
         """The compare-and-swap loop: build on the tip, swap it in, or re-read and retry."""
         rng = random.SystemRandom()  # its own seed in every process, even forked ones
         for attempt in range(1, attempts + 1):
             tip = self.local_tip()
             # In a fresh clone the branch starts where the remote's is, not as a new orphan.
             base = tip or self.upstream()[1]
-            added = self.prepare(base, blob, filename, sha256)
+            added = self.prepare(base, blob, filename, sha256, signers=signers)
             if added.commit is None:
                 return replace(added, attempts=attempt)
             if self.store.compare_and_swap(self.ref, added.commit, tip,
@@ -135,36 +133,64 @@ class AuditBranch:
                  f"remove {self.store.git_dir / self.ref}.lock and run the command again")
 
     def prepare(self, tip: str | None, blob: str, filename: str, sha256: str,
-                author: Identity | None = None) -> Added:
+                author: Identity | None = None, *,
+                signers: frozenset[str] = frozenset()) -> Added:
         """A commit on ``tip`` that adds the record ``blob`` (not yet on any branch).
 
-        ``commit`` is None when ``tip`` already records this wheel with this digest.
+        ``commit`` is None when ``tip`` already records this wheel with this digest, signed
+        by ``signers`` (or by some of them and nobody else).
         """
         tree = self._root_tree(tip)
-        where = self.place(tree, filename, sha256)
+        where = self.place(tree, filename, sha256, signers)
         if where.path is None:
             assert where.existing is not None
             return Added("exists", where.existing, None)
         new_tree = self._insert(tree, where.path.split("/"), blob)
         now = identity(self.store)
         commit = self.store.commit_tree(new_tree, tip,
-                                        commit_message(filename, sha256, where.conflict),
+                                        commit_message(filename, sha256, where.conflict,
+                                                       where.witness),
                                         author or now, now)
-        return Added("conflict" if where.conflict else "recorded", where.path, commit)
+        if where.conflict:
+            return Added("conflict", where.path, commit)
+        return Added("witness" if where.witness else "recorded", where.path, commit)
 
-    def place(self, tree: str | None, filename: str, sha256: str) -> Placement:
-        """Where a record of ``filename`` with ``sha256`` goes in ``tree`` (None: it is there)."""
+    def place(self, tree: str | None, filename: str, sha256: str,
+              signers: frozenset[str] = frozenset()) -> Placement:
+        """Where a record of ``filename`` with ``sha256`` goes in ``tree`` (None: it is there).
+
+        The first record of a filename takes the plain path, one of other bytes the
+        digest's path; one of bytes already recorded goes in only when ``signers`` names a
+        signer no record of those bytes has (a second builder agreeing: a witness).
+        """
         primary = primary_path(filename)
         folder = self._entries_at(tree, primary.split("/")[:-1])
         names = {e.name: e for e in folder}
-        first = names.get(primary.rsplit("/", 1)[1])
+        leaf = primary.rsplit("/", 1)[1]
+        first = names.get(leaf)
         if first is None:
             return Placement(primary)
-        if _wheel_sha256(self.store.read_blob(first.oid)) == sha256:
-            return Placement(None, existing=primary)
+        mine = [e for e in folder if e.name == leaf or (
+            e.name.startswith(leaf.removesuffix(".json") + ".") and e.name.endswith(".json"))]
+        blobs = self.store.read_objects([e.oid for e in mine])
+        same, first_sha = [], None
+        for e in mine:
+            digest, signed_by = _placement_facts(blobs.get(e.oid, ("missing", b""))[1])
+            if e.name == leaf:
+                first_sha = digest
+            if digest == sha256:
+                same.append((e.name, signed_by))
+        folder_path = primary.rsplit("/", 1)[0]
+        if same:
+            known = frozenset().union(*(signed for _, signed in same))
+            existing = f"{folder_path}/{sorted(same, key=lambda s: s[0] != leaf)[0][0]}"
+            if signers <= known:
+                return Placement(None, existing=existing)
+            witness = witness_path(filename, sha256, signers)
+            if witness.rsplit("/", 1)[1] in names:
+                return Placement(None, existing=witness)
+            return Placement(witness, conflict=first_sha != sha256, witness=True)
         alternative = alternative_path(filename, sha256)
-        if alternative.rsplit("/", 1)[1] in names:
-            return Placement(None, existing=alternative)
         return Placement(alternative, conflict=True)
 
     # -- trees -----------------------------------------------------------------------------
@@ -216,11 +242,14 @@ class AuditBranch:
         changes = self.store.changes([c.oid for c in commits])
         added = [(c, ch) for c in commits for ch in changes.get(c.oid, []) if ch.status == "A"]
         blobs = self.store.read_objects([ch.new_oid for _, ch in added])
-        out = []
+        out: list[Entry] = []
+        first: dict[str, str] = {}
         for commit, change in added:
             data = blobs.get(change.new_oid, ("missing", b""))[1]
-            out.append(Entry(change.path, commit,
-                             parse_record(data, f"{self.name}:{change.path}")))
+            record = parse_record(data, f"{self.name}:{change.path}")
+            filename, sha = record.wheel.filename, record.wheel.sha256
+            out.append(Entry(change.path, commit, record,
+                             conflict=first.setdefault(filename, sha) != sha))
         return out
 
     def find(self, filename: str, sha256: str | None = None) -> list[tuple[str, AuditRecord]]:
@@ -243,13 +272,16 @@ class AuditBranch:
         return found
 
 
-def _wheel_sha256(data: bytes) -> str | None:
-    """The wheel digest a stored record names (read leniently: placement only needs this)."""
+def _placement_facts(data: bytes) -> tuple[str | None, frozenset[str]]:
+    """The wheel digest and the signers a stored record names (read leniently: placement
+    only needs these)."""
     try:
-        value = json.loads(data)["wheel"]["sha256"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return value if isinstance(value, str) else None
+        doc = json.loads(data)
+        value = doc["wheel"]["sha256"]
+        signed = frozenset(str(s["signed_by"]) for s in doc.get("signatures") or [])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, frozenset()
+    return (value if isinstance(value, str) else None), signed
 
 
 def check_branch_name(name: str) -> None:

@@ -129,7 +129,7 @@ def _replay(audit: AuditBranch, local: str, remote_tip: str, result: Pushed) -> 
         record = parse_record(store.read_blob(change.new_oid), f"{commit.oid[:12]} "
                                                                f"{change.path}")
         added = audit.prepare(current, change.new_oid, filename, record.wheel.sha256,
-                              author=commit.author)
+                              author=commit.author, signers=record.signers)
         if added.commit is None:
             result.dropped.append(change.path)
             continue

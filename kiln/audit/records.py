@@ -4,7 +4,11 @@ A record lives at ``<project>/<version>/<wheel filename>.json`` on the audit bra
 later record gives the same filename a different sha256 (the wheel did not reproduce on
 another builder), it is kept beside the first as ``<wheel filename>.<sha256>.json`` — the
 full digest, so the name alone says which wheel it is about — and ``kiln audit verify``
-reports the conflict.
+reports the conflict. When another signer (a rebuilder with its own key or identity)
+records the same bytes, its record is kept too, as
+``<wheel filename>.<sha256>.<signers>.json`` where ``<signers>`` is the first 16 hex digits
+of the sha256 of its sorted signer names: that is what a quorum (``kiln verify --quorum``)
+counts.
 
 The model refuses unknown keys: a record that was edited, or written by a kiln that
 knows fields this one does not, fails loudly instead of being half understood.
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
 from datetime import datetime, timezone
@@ -38,7 +43,8 @@ SIGNATURE_FILES = ((".dsse.json", "dsse"), (".sigstore.json", "sigstore"))
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 # Wheel filenames are the only user-influenced part of a record's path: keep them plain.
 WheelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+!-]+\.whl$")]
-_ALTERNATIVE = re.compile(r"^(?P<wheel>.+\.whl)\.(?P<sha>[0-9a-f]{64})\.json$")
+_ALTERNATIVE = re.compile(r"^(?P<wheel>.+\.whl)\.(?P<sha>[0-9a-f]{64})"
+                          r"(?:\.(?P<signers>[0-9a-f]{16}))?\.json$")
 
 
 class Model(BaseModel):
@@ -115,6 +121,11 @@ class AuditRecord(Model):
     def to_bytes(self) -> bytes:
         return (self.model_dump_json(indent=2) + "\n").encode()
 
+    @property
+    def signers(self) -> frozenset[str]:
+        """Who the signatures say signed the record (claimed; ``kiln verify`` checks them)."""
+        return frozenset(s.signed_by for s in self.signatures)
+
 
 def parse_record(data: bytes, where: str) -> AuditRecord:
     try:
@@ -152,8 +163,24 @@ def alternative_path(filename: str, sha256: str) -> str:
     return f"{project}/{version}/{filename}.{sha256}.json"
 
 
+def signers_tag(signers: frozenset[str]) -> str:
+    """The 16 hex digits that name a set of signers in a witness record's path."""
+    return hashlib.sha256("\n".join(sorted(signers)).encode()).hexdigest()[:16]
+
+
+def witness_path(filename: str, sha256: str, signers: frozenset[str]) -> str:
+    """Where a record of bytes already recorded, by signers not yet recorded, goes."""
+    project, version = wheel_folder(filename)
+    return f"{project}/{version}/{filename}.{sha256}.{signers_tag(signers)}.json"
+
+
+def is_witness_path(path: str) -> bool:
+    match = _ALTERNATIVE.match(path.rpartition("/")[2])
+    return bool(match and match["signers"])
+
+
 def parse_record_path(path: str) -> tuple[str, str | None]:
-    """(wheel filename, sha256 for an alternative record else None), or AuditError."""
+    """(wheel filename, sha256 for an alternative or witness record else None), or AuditError."""
     folder, _, leaf = path.rpartition("/")
     match = _ALTERNATIVE.match(leaf)
     filename, sha = (match["wheel"], match["sha"]) if match else (leaf.removesuffix(".json"),
@@ -171,9 +198,11 @@ def expected_path(record: AuditRecord, alternative: bool) -> str:
     return alternative_path(w.filename, w.sha256) if alternative else primary_path(w.filename)
 
 
-def commit_message(filename: str, sha256: str, conflict: bool) -> str:
+def commit_message(filename: str, sha256: str, conflict: bool, witness: bool = False) -> str:
     """One line naming the wheel and its digest."""
     message = f"audit: {filename} sha256:{sha256}"
+    if witness:
+        message += " (another signer of bytes already recorded)"
     if conflict:
         message += " (differs from the first record: not reproduced across builders)"
     return message

@@ -9,7 +9,7 @@ still descends from the commit a verifier pinned last time (``--since``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,12 +20,14 @@ from kiln.audit.records import (
     AuditRecord,
     RecordedSignature,
     envelope_of,
+    is_witness_path,
     parse_record,
     parse_record_path,
     signer_of,
     statement_facts,
     statement_of,
     subjects_name,
+    witness_path,
 )
 from kiln.errors import AuditError, KilnError
 from kiln.files import sha256_file
@@ -114,21 +116,22 @@ def verify_branch(audit: AuditBranch, *, check: SignatureCheck | None = None,
     return report
 
 
-def signature_check(*, key: Path | None = None, identity: str | None = None,
+def signature_check(*, key: Path | Sequence[Path] | None = None, identity: str | None = None,
                     issuer: str | None = None, offline: bool = False,
                     staging: bool = False) -> SignatureCheck | None:
     """How to check signatures under the verifier's policy (None: no policy was given).
 
-    DSSE envelopes are checked with ``key``; Sigstore bundles with ``identity`` and
-    ``issuer``. A record signature the policy has nothing for is left unchecked, and a
-    record with no checked signature fails.
+    DSSE envelopes are checked with ``key`` (or any one of several keys); Sigstore bundles
+    with ``identity`` and ``issuer``. A record signature the policy has nothing for is left
+    unchecked, and a record with no checked signature fails.
     """
-    if key is None and identity is None:
+    keys = [key] if isinstance(key, Path) else list(key or [])
+    if not keys and identity is None:
         return None
-    if key is not None:
-        from kiln.signing.keys import load_public_key
+    from kiln.signing.keys import load_public_key
 
-        load_public_key(key)  # a bad key is a usage error now, not one failure per record
+    for one in keys:
+        load_public_key(one)  # a bad key is a usage error now, not one failure per record
 
     def check(signature: RecordedSignature) -> dict[str, Any] | None:
         import json
@@ -136,11 +139,20 @@ def signature_check(*, key: Path | None = None, identity: str | None = None,
         from kiln.provenance import parse_statement
 
         if signature.type == "dsse":
-            if key is None:
+            if not keys:
                 return None
+            from kiln.errors import SignerMismatchError
             from kiln.signing.keys import verify_envelope_payload
 
-            payload = verify_envelope_payload(signature.content, key, origin=signature.file)
+            payload = b""
+            for number, one in enumerate(keys, 1):
+                try:
+                    payload = verify_envelope_payload(signature.content, one,
+                                                      origin=signature.file)
+                    break
+                except SignerMismatchError:
+                    if number == len(keys):  # signed by none of them: say so for the last
+                        raise
             parse_statement(payload, signature.file)  # kiln's SLSA field rules
             statement: dict[str, Any] = json.loads(payload)
             return statement
@@ -197,6 +209,9 @@ def _check_record(record: AuditRecord, filename: str, alt_sha: str | None, commi
     if alt_sha is not None and wheel.sha256 != alt_sha:
         report.fail(where, f"the path names sha256 {alt_sha[:12]}…, the record "
                            f"{wheel.sha256[:12]}…")
+    path = where.split(" ", 1)[-1]  # "<commit> <path>"
+    if is_witness_path(path) and path != witness_path(filename, wheel.sha256, record.signers):
+        report.fail(where, "the path does not name the record's signers")
     if f"{wheel.filename} sha256:{wheel.sha256}" not in commit.subject or \
             commit.message.strip().count("\n"):
         report.fail(where, f"the commit message does not name {wheel.filename} and its sha256 "
@@ -260,8 +275,9 @@ def _check_conflicts(reads: list[_Read], report: BranchReport) -> None:
         by_name.setdefault(read.record.wheel.filename, []).append(read)
     for filename, group in by_name.items():
         digests = [r.record.wheel.sha256 for r in group]
-        if len(set(digests)) != len(digests):
-            report.fail(filename, "recorded twice with the same sha256")
+        signed = [(r.record.wheel.sha256, r.record.signers) for r in group]
+        if len(set(signed)) != len(signed):
+            report.fail(filename, "recorded twice with the same sha256 and the same signers")
         if not any(not r.alternative for r in group):
             report.fail(filename, "a second record exists without the first")
         if len(set(digests)) > 1:

@@ -63,7 +63,8 @@ def record(
                      "attempts": added.attempts} for rec, added in results])
         return
     words = {"recorded": "recorded", "exists": "already recorded",
-             "conflict": "recorded: DIGEST DIFFERS from the first record"}
+             "conflict": "recorded: DIGEST DIFFERS from the first record",
+             "witness": "recorded: another signer of the same bytes"}
     table(None, ["wheel", "sha256", "status", "commit"],
           [[rec.wheel.filename, rec.wheel.sha256[:12], words[added.status],
             (added.commit or "")[:12]] for rec, added in results])
@@ -156,8 +157,10 @@ def show(
 
 @audit_app.command("verify")
 def verify(
-    key: Annotated[Path | None, typer.Option("--key", envvar="KILN_VERIFY_KEY",
-                                             help="Public key (PEM) for DSSE envelopes.")] = None,
+    key: Annotated[list[Path] | None, typer.Option(
+        "--key", envvar="KILN_VERIFY_KEY",
+        help="Public key (PEM) for DSSE envelopes; repeat it to trust each builder's key "
+             "(every record must verify with one of them).")] = None,
     identity: Annotated[str | None, typer.Option(
         "--identity", envvar="KILN_VERIFY_IDENTITY",
         help="Sigstore: the signer identity the certificate must name.")] = None,

@@ -130,18 +130,25 @@ def _beside_or_recorded(wheel: Path, audit_repo: Path | None) -> Any:
 def verify(
     wheels: Annotated[list[Path], typer.Argument(help="Wheels (or other distributions) to "
                                                       "check.")],
-    key: Annotated[Path | None, typer.Option(
+    key: Annotated[list[Path] | None, typer.Option(
         "--key", envvar="KILN_VERIFY_KEY",
-        help="Trust signatures by this public key (PEM, from `kiln keygen`).")] = None,
-    identity: Annotated[str | None, typer.Option(
+        help="Trust signatures by this public key (PEM, from `kiln keygen`); repeat it for "
+             "each builder of a quorum.")] = None,
+    identity: Annotated[list[str] | None, typer.Option(
         "--identity", envvar="KILN_VERIFY_IDENTITY",
         help="Trust Sigstore signatures whose certificate names exactly this identity "
-             "(e.g. https://github.com/ORG/REPO/.github/workflows/build.yml@refs/heads/main)."
+             "(e.g. https://github.com/ORG/REPO/.github/workflows/build.yml@refs/heads/main); "
+             "repeatable, each with its --issuer."
     )] = None,
-    issuer: Annotated[str | None, typer.Option(
+    issuer: Annotated[list[str] | None, typer.Option(
         "--issuer", envvar="KILN_VERIFY_ISSUER",
         help="The OIDC issuer that certificate must name, exactly "
              "(e.g. https://token.actions.githubusercontent.com).")] = None,
+    quorum: Annotated[int | None, typer.Option(
+        "--quorum", min=1, envvar="KILN_VERIFY_QUORUM",
+        help="Pass only when this many of the trusted signers (--key, --identity) signed "
+             "this wheel's very bytes, and none signed other bytes under its name; their "
+             "signatures are read beside the wheel and on the audit branch.")] = None,
     offline: Annotated[bool, typer.Option(
         "--offline", envvar="KILN_OFFLINE",
         help="Use the Sigstore trust root sigstore-python ships or has cached; no network.")
@@ -159,12 +166,20 @@ def verify(
 ) -> None:
     """Check wheels against their signed provenance; print what it says; exit non-zero on
     any doubt."""
-    from kiln.verify import VerifyPolicy, verify_wheel
-
     if offline:
         # sigstore warns that it will not update its trust root: with --offline, that is the point.
         logging.getLogger("sigstore").setLevel(logging.ERROR)
-    policy = VerifyPolicy(key=key, identity=identity, issuer=issuer, offline=offline,
+    keys, identities, issuers = key or [], identity or [], issuer or []
+    if quorum is not None or len(keys) > 1 or len(identities) > 1 or len(issuers) > 1:
+        _verify_quorum(wheels, keys, identities, issuers, quorum or 1, offline=offline,
+                       staging=staging, bundle=bundle, audit_repo=audit_repo,
+                       json_output=json_output)
+        return
+    from kiln.verify import VerifyPolicy, verify_wheel
+
+    policy = VerifyPolicy(key=keys[0] if keys else None,
+                          identity=identities[0] if identities else None,
+                          issuer=issuers[0] if issuers else None, offline=offline,
                           staging=staging)
     policy.check()
     if bundle is not None and len(wheels) != 1:
@@ -188,15 +203,65 @@ def verify(
         for wheel, failure in failed:
             err.print(f"[bold red]NOT verified[/] [bold]{wheel.name}[/]", highlight=False)
             report_error(failure)
+    _fail(failed, len(wheels), json_output)
+
+
+def _fail(failed: list[tuple[Path, KilnError]], total: int, json_output: bool) -> None:
+    """Exit as the failures ask: one failure's own code, or a summary error for several."""
     if failed:
         codes = {e.exit_code for _, e in failed}
         if len(failed) == 1:
             error = failed[0][1]
         else:
-            error = VerificationError(f"{len(failed)} of {len(wheels)} wheel(s) failed "
+            error = VerificationError(f"{len(failed)} of {total} wheel(s) failed "
                                       "verification: " + ", ".join(w.name for w, _ in failed))
             if len(codes) == 1:
                 error.exit_code = codes.pop()
         if json_output or len(failed) > 1:
             raise error
         raise typer.Exit(error.exit_code)
+
+
+def _verify_quorum(wheels: list[Path], keys: list[Path], identities: list[str],
+                   issuers: list[str], needed: int, *, offline: bool, staging: bool,
+                   bundle: Path | None, audit_repo: Path | None, json_output: bool) -> None:
+    """``kiln verify --quorum N``: each wheel needs N of the trusted signers, none against."""
+    from kiln.quorum import anchors_from, check_quorum
+    from kiln.verify import FoundAttestation
+
+    anchors = anchors_from(keys, identities, issuers)
+    if bundle is not None and len(wheels) != 1:
+        raise UsageError("--bundle belongs to one wheel, and several were given",
+                         hint="verify the wheels one at a time with their own --bundle")
+    extra = [FoundAttestation.from_path(bundle)] if bundle is not None else []
+    results, failed = [], []
+    for wheel in wheels:
+        try:
+            result = check_quorum(wheel, anchors, needed, offline=offline, staging=staging,
+                                  audit_repo=audit_repo, extra=extra)
+        except UsageError:
+            raise
+        except KilnError as exc:
+            failed.append((wheel, exc))
+            continue
+        results.append(result)
+        problem = result.problem()
+        if problem is not None:
+            failed.append((wheel, problem))
+    if json_output:
+        done = {r.wheel for r in results}
+        print_json([r.to_json() for r in results]
+                   + [_failure_json(w, e) for w, e in failed if w not in done])
+    else:
+        for r in results:
+            rows = [[v.signer, v.sha256[:16], v.builder or "", "agrees"] for v in r.agree]
+            rows += [[v.signer, v.sha256[:16], v.builder or "", "SIGNED OTHER BYTES"]
+                     for v in r.disagree]
+            title = (f"{r.wheel.name}: {len(r.agree)} of {r.needed} required signers"
+                     + ("" if r.ok else " (NOT verified)"))
+            table(title, ["signer", "sha256", "builder", "verdict"], rows)
+        for wheel, failure in failed:
+            err.print(f"[bold red]NOT verified[/] [bold]{wheel.name}[/]", highlight=False)
+            report_error(failure)
+    _fail(failed, len(wheels), json_output)
+
