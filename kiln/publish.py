@@ -140,6 +140,28 @@ def snapshot(root: Path) -> list[LocalFile]:
     return found
 
 
+def without_quorum(root: Path, needed: int) -> list[str]:
+    """kiln's files in the index at ``root`` that fewer than ``needed`` builders vouch for.
+
+    The index says who vouches for each file (``_kiln.builders``) when ``kiln index`` was
+    told whom to trust; a file it did not check counts as vouched for by nobody.
+    """
+    import json
+
+    short = []
+    for page in sorted((root / "simple").glob("*/index.json")):
+        try:
+            files = json.loads(page.read_bytes()).get("files") or []
+        except (OSError, ValueError) as exc:
+            raise PublishError(f"{page}: cannot read the page ({exc})",
+                               hint="run `kiln index` again") from exc
+        for entry in files:
+            kiln = entry.get("_kiln")
+            if isinstance(kiln, dict) and len(kiln.get("builders") or []) < needed:
+                short.append(str(entry.get("filename")))
+    return short
+
+
 def publish(root: Path, target: Target, *, dry_run: bool = False,
             delete: bool = True) -> PublishReport:
     """Bring ``target`` up to date with the index in ``root``; files first, pages last."""

@@ -352,6 +352,75 @@ def repro(
                                    hint=(report.suggestions() or [f"see {done.report_path}"])[0])
 
 
+@app.command()
+def rebuild(
+    wheel: Annotated[str, typer.Argument(help="The wheel to rebuild: a path, or its URL on a "
+                                              "kiln index (no recipe needed).")],
+    output: OutputOption = Path("wheelhouse"),
+    backend: BackendOption = None,
+    use_cache: Annotated[bool, typer.Option(
+        "--use-cache", help="Serve our own earlier build of the same inputs from the cache "
+                            "(default: build again).")] = False,
+    diffoscope: Annotated[bool, typer.Option("--diffoscope", help="Add diffoscope's HTML "
+                                                                  "report.")] = False,
+    python_path: PythonPathOption = None,
+    cache: CacheOption = None,
+    index_url: IndexUrlOption = PYPI_SIMPLE,
+    find_links: FindLinksOption = None,
+    no_index: NoIndexOption = False,
+    sign_key: Annotated[Path | None, typer.Option(
+        "--sign-key", envvar="KILN_SIGN_KEY",
+        help="Sign our rebuild's provenance with this private key (the rebuilder's own key; "
+             "writes W.dsse.json).")] = None,
+    audit: Annotated[bool, typer.Option(
+        "--audit", envvar="KILN_AUDIT",
+        help="Record our rebuild on the audit branch of the repository kiln runs in: the "
+             "same bytes add this signer as a witness, other bytes a conflict.")] = False,
+    audit_branch: Annotated[str, typer.Option(
+        "--audit-branch", envvar="KILN_AUDIT_BRANCH", help="The audit branch's name.")
+    ] = "audit",
+    json_output: JsonOption = False,
+) -> None:
+    """Rebuild a wheel from its own build record or provenance, with no recipe file, and say
+    whether ours is bit-for-bit the same (the independent rebuilder's command)."""
+    from kiln.errors import NotReproducibleError
+    from kiln.pipeline import AfterBuild
+    from kiln.rebuild import rebuild_from_record
+
+    _check_choices(None, backend)
+    options = build_options(output=output.absolute(), cache=cache_dir(cache), backend=backend,
+                            index=index_options(index_url, find_links, no_index),
+                            use_cache=use_cache, run_tests=False,
+                            python_paths=_python_paths(python_path), diffoscope=diffoscope)
+    after: list[AfterBuild] = []
+    if sign_key is not None:
+        from kiln.signing.wheels import key_signing_step
+
+        after.append(key_signing_step(sign_key))
+    if audit:
+        from kiln.audit import audit_step
+
+        after.append(audit_step(Path.cwd(), audit_branch))
+    reporter = terminal()
+    try:
+        with reporting(reporter):
+            found, done = rebuild_from_record(wheel, options, after=after)
+    finally:
+        reporter.close()
+    report = done.report
+    if json_output:
+        print_json({**report.model_dump(mode="json"), "inputs_from": found.where,
+                    "recipe_sha256": found.recipe_sha256, "lock_sha256": found.lock_sha256,
+                    "ours": str(done.result.wheel), "report_path": str(done.report_path)})
+    else:
+        out.print(Text(f"recipe {found.recipe_name} ({found.recipe_sha256[:12]}) and its lock "
+                       f"({found.lock_sha256[:12]}) from {found.where}"))
+        print_report(report, done.report_path)
+    if not report.reproducible:
+        raise NotReproducibleError(f"our rebuild of {done.theirs.name} differs: {report.summary()}",
+                                   hint=(report.suggestions() or [f"see {done.report_path}"])[0])
+
+
 def print_report(report: Any, path: Path) -> None:
     if report.inputs:
         table(f"inputs that differ (theirs from {report.their_record})",

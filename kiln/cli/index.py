@@ -38,17 +38,51 @@ def index_command(
                                                       "trusting the last run's state.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit non-zero when a wheel was "
                                                           "left out.")] = False,
+    require_quorum: Annotated[int | None, typer.Option(
+        "--require-quorum", min=1, envvar="KILN_REQUIRE_QUORUM",
+        help="Leave out each wheel that fewer than this many trusted signers (--key, "
+             "--identity) signed, or that a trusted signer signed other bytes of.")] = None,
+    key: Annotated[list[Path] | None, typer.Option(
+        "--key", envvar="KILN_VERIFY_KEY",
+        help="A builder's public key; repeat for each. With a key, each file's builders "
+             "show in the index (_kiln.builders).")] = None,
+    identity: Annotated[list[str] | None, typer.Option(
+        "--identity", envvar="KILN_VERIFY_IDENTITY",
+        help="A builder's Sigstore identity; repeatable, each with its --issuer.")] = None,
+    issuer: Annotated[list[str] | None, typer.Option(
+        "--issuer", envvar="KILN_VERIFY_ISSUER", help="The OIDC issuer of each --identity.")
+    ] = None,
+    audit_repo: Annotated[Path | None, typer.Option(
+        "--audit-repo", envvar="KILN_AUDIT_REPO",
+        help="The repository whose audit branch holds the builders' records (default: the "
+             "current folder's).")] = None,
+    offline: Annotated[bool, typer.Option(
+        "--offline", envvar="KILN_OFFLINE",
+        help="Sigstore: use the trust root sigstore-python ships or has cached.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Write a static index (PEP 503 HTML, PEP 691 JSON, PEP 658 metadata, PEP 740 provenance)."""
     from kiln.index import build_index
+    from kiln.index.build import Trust
+
+    trust = None
+    if key or identity or issuer or require_quorum is not None:
+        from kiln.quorum import anchors_from
+
+        anchors = anchors_from(key or [], identity or [], issuer or [])
+        if require_quorum is not None and require_quorum > len(anchors):
+            raise UsageError(f"--require-quorum {require_quorum} with {len(anchors)} trusted "
+                             "signer(s): no wheel could ever meet it",
+                             hint="pass one --key (or identity) per builder")
+        trust = Trust(anchors, require_quorum, audit_repo, offline)
 
     for value, option in ((upstream, "--upstream"), (base_url, "--base-url")):
         if value is not None and not value.startswith(("https://", "http://", "file://")):
             raise UsageError(f"{option} {value}: not an http(s):// or file:// URL",
                              hint="for example --upstream https://pypi.org/simple/")
     with reporting(terminal()):
-        report = build_index(wheelhouse, output, upstream=upstream, base_url=base_url, full=full)
+        report = build_index(wheelhouse, output, upstream=upstream, base_url=base_url, full=full,
+                             trust=trust)
     if json_output:
         print_json(report.as_json())
     else:
@@ -110,10 +144,24 @@ def publish_command(
     delete: Annotated[bool, typer.Option("--delete/--keep-stale", help="Remove files an "
                                          "earlier publish put there that the index no longer "
                                          "has (after the pages).")] = True,
+    require_quorum: Annotated[int | None, typer.Option(
+        "--require-quorum", min=1, envvar="KILN_REQUIRE_QUORUM",
+        help="Publish nothing unless every kiln wheel in the index lists this many builders "
+             "(build the index with `kiln index --require-quorum N --key …`, which leaves "
+             "the others out).")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Copy an index to a folder or an S3 bucket: changed files first, pages last."""
-    from kiln.publish import open_target, publish
+    from kiln.publish import open_target, publish, without_quorum
+
+    if require_quorum is not None:
+        short = without_quorum(root, require_quorum)
+        if short:
+            raise PublishError(
+                f"{len(short)} wheel(s) in {root} lack a quorum of {require_quorum} builders: "
+                + ", ".join(short[:5]) + (" …" if len(short) > 5 else ""),
+                hint=f"run `kiln index WHEELHOUSE -o {root} --require-quorum {require_quorum} "
+                     "--key …` (one --key per builder) to leave them out; nothing was published")
 
     with reporting(terminal()):
         destination = open_target(target, endpoint_url=endpoint_url, region=region)

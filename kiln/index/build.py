@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiln.errors import IndexBuildError
 from kiln.index import render
@@ -28,6 +29,9 @@ from kiln.index.wheels import (
     read_wheels,
 )
 from kiln.progress import reporter
+
+if TYPE_CHECKING:
+    from kiln.quorum import Anchor
 
 RECORD_SUFFIX = ".build.json"
 ATTESTATION_SUFFIX = ".publish.attestation"
@@ -87,8 +91,45 @@ def _upload_time(mtime_ns: int) -> str:
         f".{nanoseconds // 1000:06d}Z"
 
 
+@dataclass(frozen=True)
+class Trust:
+    """Whom the index trusts (``--key``, ``--identity``): each wheel's builders are shown, and
+    with ``needed`` a wheel without that many of them, or with one that signed other bytes,
+    is left out."""
+
+    anchors: tuple[Anchor, ...]
+    needed: int | None = None
+    audit_repo: Path | None = None
+    offline: bool = False
+
+
+def vouch(wheelhouse: Path, names: set[str], trust: Trust) -> tuple[dict[str, str],
+                                                                     dict[str, str]]:
+    """(filename -> builders as JSON, filename -> why it is left out) for ``names``."""
+    from kiln.errors import KilnError
+    from kiln.quorum import check_quorum
+
+    builders, excluded = {}, {}
+    for name in sorted(names):
+        try:
+            result = check_quorum(wheelhouse / name, trust.anchors, trust.needed or 1,
+                                  offline=trust.offline, audit_repo=trust.audit_repo)
+        except KilnError as exc:
+            builders[name] = "[]"
+            if trust.needed:
+                excluded[name] = f"no quorum: {exc.message}"
+            continue
+        builders[name] = json.dumps([{"signer": v.signer, "builder": v.builder}
+                                     for v in result.agree], separators=(",", ":"))
+        problem = result.problem()
+        if problem is not None and (trust.needed or result.disagree):
+            excluded[name] = problem.message.removeprefix(f"{name}: ")
+    return builders, excluded
+
+
 def build_index(wheelhouse: Path, output: Path, *, upstream: str | None = None,
-                base_url: str | None = None, full: bool = False) -> IndexReport:
+                base_url: str | None = None, full: bool = False,
+                trust: Trust | None = None) -> IndexReport:
     """Write or update the index of ``wheelhouse`` in ``output``; report what changed."""
     if not wheelhouse.is_dir():
         raise IndexBuildError(f"{wheelhouse}: not a folder", hint="give the wheelhouse "
@@ -97,15 +138,16 @@ def build_index(wheelhouse: Path, output: Path, *, upstream: str | None = None,
     with tree.locked():
         state = IndexState(tree.state_path)
         try:
-            return _Run(wheelhouse, tree, state, upstream, base_url, full).run()
+            return _Run(wheelhouse, tree, state, upstream, base_url, full, trust).run()
         finally:
             state.close()
 
 
 class _Run:
     def __init__(self, wheelhouse: Path, tree: OutputTree, state: IndexState,
-                 upstream: str | None, base_url: str | None, full: bool) -> None:
-        self.wheelhouse, self.tree, self.state = wheelhouse, tree, state
+                 upstream: str | None, base_url: str | None, full: bool,
+                 trust: Trust | None = None) -> None:
+        self.wheelhouse, self.tree, self.state, self.trust = wheelhouse, tree, state, trust
         self.upstream, self.full = upstream, full
         self.links = render.Links(base_url)
         self.settings = json.dumps({"base_url": base_url, "upstream": upstream})
@@ -120,6 +162,20 @@ class _Run:
         started = time.monotonic()
         report, state = self.report, self.state
         listing = _list(self.wheelhouse)
+        builders: dict[str, str] = {}
+        left_out: list[Rejected] = []
+        if self.trust is not None:
+            # Checked on every run: signatures on the audit branch come and go without the
+            # wheelhouse changing. A wheel left out is as if absent (so it returns when its
+            # quorum is met), and is reported, not remembered as unreadable.
+            reporter().stage("index", f"checking the builders of {len(listing.wheels):,} "
+                                      "wheel(s)")
+            builders, excluded = vouch(self.wheelhouse, listing.wheels, self.trust)
+            for name, reason in excluded.items():
+                size, mtime = listing.size_mtime(name)
+                left_out.append(Rejected(name, reason, size, mtime))
+            listing = _Listing({n: sig for n, sig in listing.files.items()
+                                if _wheel_of(n) not in excluded})
         # The last run's listing says which files changed since: only their wheels are
         # looked at. Without it (a first run, --full, an interrupted run) every wheel is.
         before = None if self.full else state.listing()
@@ -150,6 +206,7 @@ class _Run:
             to_read.append(filename)
         with state.transaction():
             rejected += self._read(to_read, listing, known)
+            self._builders(listing, builders)
             gone = sorted(known.keys() - listing.wheels - self.updated.keys()
                           | {r.filename for r in rejected if r.filename in known})
             for filename in gone:
@@ -166,8 +223,21 @@ class _Run:
             self._write()
             if before != listing.files:
                 state.set_listing(listing.files)
+        report.rejected = sorted(report.rejected + left_out, key=lambda r: r.filename)
         report.seconds = time.monotonic() - started
         return report
+
+    def _builders(self, listing: _Listing, builders: dict[str, str]) -> None:
+        """Put each wheel's builders on its entry where they changed (cleared without trust)."""
+        stored = self.state.builders()
+        for filename in sorted(listing.wheels):
+            entry = self.updated.get(filename)
+            current = entry.builders if entry is not None else stored.get(filename)
+            if current is None:
+                continue  # unreadable: not in the index
+            new = builders.get(filename, "")
+            if current != new:
+                self._update((entry or self.state.wheel(filename))._replace(builders=new))
 
     def _update(self, entry: WheelEntry) -> None:
         self.updated[entry.filename] = entry
@@ -226,16 +296,28 @@ class _Run:
                   fresh: bool = False, record: RecordFacts | None = None) -> WheelEntry:
         """Read the build record and attestation beside a wheel when they changed."""
         if fresh or record_sig != entry.record_sig:
-            reproducible, build_id, hermetic = None, None, None
+            reproducible, build_id, hermetic, published = None, None, None, False
             if record_sig:
-                facts = record or read_build_record(
-                    self.wheelhouse / (entry.filename + RECORD_SUFFIX), entry.sha256)
+                source = self.wheelhouse / (entry.filename + RECORD_SUFFIX)
+                facts = record or read_build_record(source, entry.sha256)
                 reproducible, build_id, hermetic = (facts.reproducible, facts.build_id,
                                                     facts.hermetic)
                 if facts.warning:
                     self.report.warnings.append(facts.warning)
+                else:
+                    # Served beside the wheel, so that anyone can rebuild it from the index
+                    # alone (`kiln rebuild URL`) and compare records (`kiln challenge`).
+                    try:
+                        self.tree.replace_file(entry.path + RECORD_SUFFIX, source.read_bytes())
+                        published = True
+                    except OSError as exc:
+                        self.report.warnings.append(f"{source.name}: cannot be published "
+                                                    f"({exc.strerror})")
+            if entry.record_file and not published:
+                self.garbage.append(entry.path + RECORD_SUFFIX)
             entry = entry._replace(reproducible=reproducible, build_id=build_id,
-                                   record_sig=record_sig, hermetic=hermetic)
+                                   record_sig=record_sig, hermetic=hermetic,
+                                   record_file=published)
         if fresh or attestation_sig != entry.attestation_sig:
             provenance = False
             name = entry.filename + ATTESTATION_SUFFIX
@@ -343,5 +425,7 @@ class _Run:
 
 def _published(entry: WheelEntry) -> list[str]:
     files = [entry.path, entry.path + ".metadata"]
+    if entry.record_file:
+        files.append(entry.path + RECORD_SUFFIX)
     return [*files, entry.path + ".provenance"] if entry.provenance else files
 

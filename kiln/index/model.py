@@ -36,6 +36,8 @@ class WheelEntry(NamedTuple):
     attestation_sig: str = ""  # the same for <wheel>.publish.attestation
     provenance: bool = False  # a PEP 740 provenance file is published beside the wheel
     hermetic: bool | None = None  # from the build record: built with pinned inputs only
+    record_file: bool = False  # the build record is published beside the wheel (.build.json)
+    builders: str = ""  # JSON list of the trusted signers who vouch for it ("" : not checked)
 
 
 @dataclass(frozen=True)

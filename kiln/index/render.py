@@ -63,7 +63,10 @@ def file_records(entries: Sequence[WheelEntry], links: Links) -> list[dict[str, 
             "provenance": links.to(e.path + ".provenance") if e.provenance else None,
             "_kiln": {"reproducible": None if e.reproducible is None else bool(e.reproducible),
                       "hermetic": None if e.hermetic is None else bool(e.hermetic),
-                      "build_id": e.build_id},
+                      "build_id": e.build_id,
+                      # who vouches for these bytes, when the index was told whom to trust
+                      "builders": json.loads(e.builders) if e.builders else None,
+                      "record": links.to(e.path + ".build.json") if e.record_file else None},
         })
         records.append(record)
     return records
@@ -124,6 +127,8 @@ def _anchor(record: dict[str, Any]) -> str:
             attrs += _attr("data-kiln-hermetic", "true" if kiln["hermetic"] else "false")
         if kiln.get("build_id"):
             attrs += _attr("data-kiln-build-id", kiln["build_id"])
+        if kiln.get("builders"):
+            attrs += _attr("data-kiln-builders", ", ".join(b["signer"] for b in kiln["builders"]))
     return f"    <a{attrs}>{escape(record['filename'])}</a><br>\n"
 
 

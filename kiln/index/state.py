@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from kiln.errors import IndexBuildError
 from kiln.index.model import ProjectUpstream, Rejected, WheelEntry
 
-SCHEMA_VERSION = "2"  # 2: wheels.hermetic
+SCHEMA_VERSION = "3"  # 2: wheels.hermetic; 3: wheels.record_file and wheels.builders
 _WHEEL_COLUMNS = list(WheelEntry._fields)
 _SELECT = ", ".join(_WHEEL_COLUMNS)
 
@@ -65,6 +65,15 @@ class IndexState:
             # build record again, so the next run fills it in.
             self.db.execute("ALTER TABLE wheels ADD COLUMN hermetic")
             self.db.execute("UPDATE wheels SET record_sig = ''")
+            self.put("schema", "2")
+            version = "2"
+        if version == "2":
+            # Version 3 publishes each build record beside its wheel and keeps the wheel's
+            # builders: add the columns and read every build record again.
+            self.db.execute("ALTER TABLE wheels ADD COLUMN record_file")
+            self.db.execute("ALTER TABLE wheels ADD COLUMN builders")
+            self.db.execute("UPDATE wheels SET record_sig = '', record_file = 0, "
+                            "builders = ''")
             self.put("schema", SCHEMA_VERSION)
             version = SCHEMA_VERSION
         if version not in (None, SCHEMA_VERSION):
@@ -127,6 +136,11 @@ class IndexState:
         row = self.db.execute(f"SELECT {_SELECT} FROM wheels WHERE filename = ?",  # noqa: S608
                               (filename,)).fetchone()
         return WheelEntry._make(row)
+
+    def builders(self) -> dict[str, str]:
+        """Each wheel's builders as stored ("" where not checked)."""
+        rows = self.db.execute("SELECT filename, builders FROM wheels")
+        return {str(r[0]): str(r[1] or "") for r in rows}
 
     def projects(self) -> set[str]:
         return {str(r[0]) for r in self.db.execute("SELECT DISTINCT project FROM wheels")}

@@ -121,3 +121,51 @@ def test_quorum_usage_errors(repo: Path, tmp_path: Path, keys: dict[str, tuple[P
     unpaired = kiln("verify", a, "--identity", "x", "--identity", "y", "--issuer", "z",
                     cwd=repo)
     assert unpaired.returncode == 2 and "each identity needs its issuer" in unpaired.stderr
+
+
+def test_the_index_leaves_out_wheels_without_their_quorum_and_shows_builders(
+        repo: Path, tmp_path: Path, keys: dict[str, tuple[Path, Path]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    house = tmp_path / "wheelhouse"
+    agreed = _build(house, keys["a"][0], "kiln://ci/a", monkeypatch)
+    witness = _build(tmp_path / "rebuilder", keys["b"][0], "kiln://rebuilder/b", monkeypatch)
+    lonely = make_wheel(house, "lonely", "1.0")
+    write_build_record(lonely)
+    from kiln.signing.wheels import sign_wheel_with_key
+
+    sign_wheel_with_key(lonely, keys["a"][0])
+    for wheel in (agreed, witness, lonely):
+        assert kiln("audit", "record", wheel, cwd=repo).returncode == 0
+    pub_a, pub_b, pub_c = (str(keys[k][1]) for k in "abc")
+    site = tmp_path / "site"
+    result = kiln("index", house, "-o", site, "--require-quorum", "2", "--key", pub_a,
+                  "--key", pub_b, "--json", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [r["filename"] for r in report["rejected"]] == [lonely.name]
+    assert "1 of 2 required signers" in report["rejected"][0]["reason"]
+    page = json.loads((site / "simple" / "demo" / "index.json").read_text())
+    [entry] = page["files"]
+    assert {b["builder"] for b in entry["_kiln"]["builders"]} == {"kiln://ci/a",
+                                                                   "kiln://rebuilder/b"}
+    assert not (site / "simple" / "lonely").exists()
+    # publish refuses an index that lists a wheel short of its quorum, and writes nothing
+    shown = tmp_path / "site-shown"
+    assert kiln("index", house, "-o", shown, "--key", pub_a, cwd=repo).returncode == 0
+    refused = kiln("publish", shown, tmp_path / "dest", "--require-quorum", "2", cwd=repo)
+    assert refused.returncode == 41 and "lack a quorum of 2" in refused.stderr
+    assert not (tmp_path / "dest").exists()
+    assert kiln("publish", site, tmp_path / "dest", "--require-quorum", "2",
+                cwd=repo).returncode == 0
+
+    # A third trusted builder signs other bytes of the agreed wheel: it is left out, named.
+    other = _build(tmp_path / "third", keys["c"][0], "kiln://elsewhere/c", monkeypatch,
+                   seed="different")
+    assert kiln("audit", "record", other, cwd=repo).returncode == 0
+    again = kiln("index", house, "-o", site, "--require-quorum", "2", "--key", pub_a,
+                 "--key", pub_b, "--key", pub_c, "--json", cwd=repo)
+    report = json.loads(again.stdout)
+    reasons = {r["filename"]: r["reason"] for r in report["rejected"]}
+    assert "builders disagree" in reasons[agreed.name]
+    assert "kiln://elsewhere/c" in reasons[agreed.name]
+    assert report["removed"] == [agreed.name]

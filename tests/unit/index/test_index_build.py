@@ -44,9 +44,16 @@ def test_index_lists_each_wheel_with_hash_metadata_and_pep700_fields(tmp_path):
     assert first["requires-python"] == ">=3.8"
     assert first["size"] == wheel.stat().st_size
     assert first["upload-time"] == "2023-11-14T22:13:20.000000Z"
-    assert first["_kiln"] == {"reproducible": True, "hermetic": True, "build_id": "build-42"}
+    assert first["_kiln"] == {"reproducible": True, "hermetic": True, "build_id": "build-42",
+                              "builders": None,
+                              "record": "../../files/demo-pkg/Demo_Pkg-1.0-py3-none-any.whl"
+                                        ".build.json"}
     assert data["files"][1]["_kiln"] == {"reproducible": None, "hermetic": None,
-                                         "build_id": None}
+                                         "build_id": None, "builders": None, "record": None}
+    # the build record is served beside the wheel, byte for byte
+    record = wheel.with_name(wheel.name + ".build.json")
+    assert Path(str(file_path(out, "demo-pkg", first)) + ".build.json").read_bytes() == \
+        record.read_bytes()
     # the wheel and its PEP 658 metadata file are where the page says, with those hashes
     served = file_path(out, "demo-pkg", first)
     assert served.read_bytes() == wheel.read_bytes()
