@@ -126,9 +126,9 @@ def _recipe(tmp_path: Path, name: str, files: dict[str, str], tests: tuple[str, 
 
 
 def _build(run_kiln, recipe: Path, out: Path, cache: Path, *args: str, cwd: Path | None = None,
-           check: bool = True):  # type: ignore[no-untyped-def]
+           check: bool = True, env_extra: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
     result = run_kiln("build", recipe, "-o", out, "--json", *args, check=check, cwd=cwd,
-                      env={"KILN_CACHE_DIR": str(cache)})
+                      env={"KILN_CACHE_DIR": str(cache), **(env_extra or {})})
     return result, (json.loads(result.stdout) if result.stdout.strip() else [])
 
 
@@ -417,3 +417,61 @@ def test_host_builds_with_two_interpreters_differ_and_repro_says_why(run_kiln, t
     assert "interpreter" in shaping
     causes = {d["cause"] for d in report["differences"]}
     assert "host-path" in causes, report["differences"]
+
+
+def test_two_builders_agree_through_kiln_rebuild_of_a_served_wheel(run_kiln, two_pythons,
+                                                                    warm_tools, tmp_path):
+    """The rebuilder role end to end: a CI builder builds, signs with its key and records;
+    a rebuilder elsewhere (another CPython 3.11 build, folder, cache and key) rebuilds the
+    wheel the index serves with no recipe file, signs and records on the same branch; then
+    the wheel has a quorum of two, and an index requiring it serves the wheel."""
+    from kiln.serve import IndexServer
+    from kiln.signing.keys import generate_keypair
+
+    pyenv, debian = two_pythons
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main", repo], check=True)
+    ci, rebuilder = (generate_keypair(tmp_path / "keys" / n) for n in ("ci", "rebuilder"))
+    recipe = _recipe(tmp_path, "cext-demo", cext_files(), (ADD_TEST,))
+    _, built = _build(run_kiln, recipe, tmp_path / "wh-ci", _cache(warm_tools, tmp_path / "a"),
+                      "--python-path", f"3.11={pyenv}", "--sign-key", str(ci.private),
+                      "--audit", cwd=repo, env_extra={"KILN_BUILDER_ID": "kiln://ci"})
+    wheel = Path(built[0]["wheel"])
+    shutil.rmtree(recipe.parent)  # the rebuilder has no recipe: only the index
+    site = tmp_path / "site"
+    run_kiln("index", wheel.parent, "-o", site, check=True)
+    server = IndexServer(site, port=0)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}/files/cext-demo/{wheel.name}"
+        result = run_kiln("rebuild", url, "-o", tmp_path / "wh-rebuilder", "--python-path",
+                          f"3.11={debian}", "--sign-key", str(rebuilder.private), "--audit",
+                          "--json", cwd=repo,
+                          env={"KILN_CACHE_DIR": str(_cache(warm_tools, tmp_path / "b")),
+                               "KILN_BUILDER_ID": "kiln://rebuilder"})
+    finally:
+        server.close()
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["reproducible"] is True
+    assert report["inputs_from"] == url + ".build.json"
+    ours = Path(report["ours"])
+    assert ours.parent == tmp_path / "wh-rebuilder" and _digest(ours) == _digest(wheel)
+    record = json.loads(ours.with_name(ours.name + ".build.json").read_text())
+    assert record["python"]["path"] == str(debian)  # really built by the other interpreter
+
+    keys = ["--key", str(ci.public), "--key", str(rebuilder.public)]
+    quorum = run_kiln("verify", wheel, "--quorum", "2", *keys, "--json", cwd=repo)
+    assert quorum.returncode == 0, quorum.stderr
+    signers = json.loads(quorum.stdout)[0]["signers"]
+    assert {s["builder"] for s in signers} == {"kiln://ci", "kiln://rebuilder"}
+    alone = run_kiln("verify", wheel, "--quorum", "2", "--key", str(ci.public), *keys[2:3],
+                     cwd=repo)
+    assert alone.returncode == 2  # --quorum 2 with one trusted signer can never be met
+    one = run_kiln("verify", wheel, "--quorum", "2", "--key", str(ci.public), "--key",
+                   str(generate_keypair(tmp_path / "keys" / "nobody").public), cwd=repo)
+    assert one.returncode == 28, one.stderr
+    gated = run_kiln("index", wheel.parent, "-o", tmp_path / "gated", "--require-quorum", "2",
+                     *keys, "--json", cwd=repo)
+    assert json.loads(gated.stdout)["rejected"] == [], gated.stderr
