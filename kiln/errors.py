@@ -112,6 +112,13 @@ class NotReproducibleError(KilnError):
         self.report = report  # the JSON report that names each difference
 
 
+class ChallengeError(KilnError):
+    """Two sources (indexes, a wheelhouse) serve different bytes under one wheel filename."""
+
+    exit_code = 14
+    default_hint = "rebuild the wheel yourself (`kiln rebuild URL`) to see which bytes it gives"
+
+
 class SigningError(KilnError):
     """A statement could not be signed."""
 

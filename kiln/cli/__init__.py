@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "kiln.cli.emulation",
     "kiln.cli.status",
     "kiln.cli.toolchain",
+    "kiln.cli.challenge",
 )
 for _module in COMMAND_MODULES:
     importlib.import_module(_module)
