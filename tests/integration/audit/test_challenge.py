@@ -86,7 +86,8 @@ def test_challenge_of_agreeing_sources_passes(mirrors: tuple[str, str, Path],
     assert len(report["agree"]) == 3
     assert all(len(x["sides"]) == 3 for x in report["agree"])
     # --project narrows the comparison to one project
-    one = kiln("challenge", a, (tmp_path / "site-b").as_uri(), "--project", "common", "--json", cwd=tmp_path)
+    one = kiln("challenge", a, (tmp_path / "site-b").as_uri(), "--project", "common",
+               "--json", cwd=tmp_path)
     assert one.returncode == 0, one.stderr
     assert [x["filename"] for x in json.loads(one.stdout)["agree"]] == [
         "common-1.0-py3-none-any.whl"]
