@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -67,6 +68,7 @@ class Listed:
     upstream: bool = False  # listed without ``_kiln``: a link to another index's file
     builders: tuple[Builder, ...] | None = None  # ``_kiln.builders``, when the index says
     record_url: str | None = None  # where its build record is published, or would be
+    uploaded: datetime | None = None  # PEP 700 upload-time, when the source gives it
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ class IndexSource:
         else:  # an index from before records were named: they are served beside the wheel
             record_url = url + RECORD_SUFFIX
         return Listed(self.name, filename, digest, url, builders=_builders(kiln.get("builders")),
-                      record_url=record_url)
+                      record_url=record_url, uploaded=_time(entry.get("upload-time")))
 
     def record(self, listed: Listed) -> RecordLookup:
         url = listed.record_url
@@ -367,6 +369,17 @@ def _page(url: str) -> dict[str, Any]:
         raise FetchError(f"{url}: not a PEP 691 index (its JSON is not an object)",
                          hint=_NOT_AN_INDEX)
     return document
+
+
+def _time(value: object) -> datetime | None:
+    """A PEP 700 upload-time (``2024-01-01T00:00:00.000000Z``); None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=timezone.utc)
 
 
 def _builders(value: object) -> tuple[Builder, ...] | None:

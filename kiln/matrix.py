@@ -232,7 +232,6 @@ def rebuild_matrix(
     from packaging.version import Version
 
     from kiln.pypi import project_page
-    from kiln.toolchain.targets import target_of_platform_tag
     from kiln.wheelfile import parse_name
 
     recipes = [load_recipe(p) for p in sorted(paths, key=lambda p: p.as_posix())]
@@ -243,17 +242,14 @@ def rebuild_matrix(
         wheel = parse_name(filename)
         recipe = next((r for r in recipes if r.project == wheel.name
                        and Version(r.version) == Version(wheel.version)), None)
-        py_tags = sorted({t.interpreter for t in wheel.tags if t.interpreter.startswith("cp")})
-        found = {target_of_platform_tag(t) for t in wheel.platform_tags}
         if recipe is None:
             skipped.append((filename, "no recipe of this project and version"))
             continue
-        if wheel.is_pure or not py_tags or len(found) != 1 or None in found:
+        built_by = _python_and_target(filename)
+        if built_by is None:
             skipped.append((filename, "cannot tell which CPython and target built it"))
             continue
-        target = found.pop()
-        assert target is not None
-        python = f"{py_tags[0][2]}.{py_tags[0][3:]}"
+        python, target = built_by
         runner, backend = runner_and_backend(recipe, target, alternate=True, runners=runners)
         # One job per published wheel, named after it (two builders may have made it).
         entry = {"id": _ID_UNSAFE.sub("-", filename.removesuffix(".whl")),
@@ -271,6 +267,75 @@ def rebuild_matrix(
                 continue
             entry["wheel_url"] = url
         entries.append(entry)
+    if not entries:
+        return RebuildSelection(None, tuple(skipped))
+    matrix = Matrix(entries=tuple(entries), max_jobs=max_jobs)
+    for chunk in matrix.chunks():
+        check_github_matrix(chunk)
+    return RebuildSelection(matrix, tuple(skipped))
+
+
+def _python_and_target(filename: str) -> tuple[str, Target] | None:
+    """The CPython X.Y and the target a binary wheel was built for, or None when its tags
+    do not say (a pure wheel, several platforms)."""
+    from kiln.toolchain.targets import target_of_platform_tag
+    from kiln.wheelfile import parse_name
+
+    wheel = parse_name(filename)
+    py_tags = sorted({t.interpreter for t in wheel.tags if t.interpreter.startswith("cp")})
+    found = {target_of_platform_tag(t) for t in wheel.platform_tags}
+    if wheel.is_pure or not py_tags or len(found) != 1:
+        return None
+    target = found.pop()
+    if target is None:
+        return None
+    return f"{py_tags[0][2]}.{py_tags[0][3:]}", target
+
+
+def index_rebuild_matrix(
+    index_url: str,
+    *,
+    since_days: int | None = None,
+    projects: Sequence[str] = (),
+    alternate: bool = False,
+    max_jobs: int = GITHUB_MAX_JOBS,
+    runners: Mapping[str, str] | None = None,
+) -> RebuildSelection:
+    """Jobs that rebuild what a kiln index serves, each from the wheel's own build record
+    (``kiln rebuild WHEEL_URL``): a rebuilder needs no recipes and no access to the mirror's
+    repository. Upstream's links on the index are not kiln's builds and are passed over.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    from packaging.utils import canonicalize_name
+
+    from kiln.challenge import IndexSource
+
+    cutoff = (datetime.now(timezone.utc) - timedelta(days=since_days)
+              if since_days is not None else None)
+    table = ALTERNATE_RUNNERS if alternate else RUNNERS
+    entries: list[MatrixEntry] = []
+    skipped: list[tuple[str, str]] = []
+    listed = IndexSource(index_url).files(
+        frozenset(canonicalize_name(p) for p in projects) or None)
+    for file in sorted(listed, key=lambda f: f.filename):
+        if file.upstream or not file.filename.endswith(".whl"):
+            continue
+        if cutoff is not None and file.uploaded is not None and file.uploaded < cutoff:
+            continue
+        built_by = _python_and_target(file.filename)
+        if built_by is None:
+            skipped.append((file.filename, "cannot tell which CPython and target built it"))
+            continue
+        python, target = built_by
+        runner = (runners or {}).get(target.name) or table.get(target.name)
+        if runner is None:
+            skipped.append((file.filename, f"no GitHub-hosted runner builds {target.name} "
+                                           f"(--runner {target.name}=LABEL)"))
+            continue
+        entries.append({"id": _ID_UNSAFE.sub("-", file.filename.removesuffix(".whl")),
+                        "wheel": file.filename, "wheel_url": file.url, "python": python,
+                        "target": target.name, "runner": runner})
     if not entries:
         return RebuildSelection(None, tuple(skipped))
     matrix = Matrix(entries=tuple(entries), max_jobs=max_jobs)

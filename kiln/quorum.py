@@ -138,6 +138,24 @@ class QuorumResult:
                    if error else {})}
 
 
+def check_branches(audit_repo: Path | None, branches: Sequence[str]) -> None:
+    """Refuse, before any wheel is read, an --audit-branch the repository does not have."""
+    from kiln.audit.branch import AuditBranch
+    from kiln.errors import AuditError
+
+    repo = audit_repo or Path.cwd()
+    for branch in branches:
+        try:
+            tip = AuditBranch.open(repo, branch).tip()
+        except AuditError:
+            raise UsageError(f"--audit-branch {branch}: {repo} is not a git repository",
+                             hint="run in the mirror's repository, or pass --audit-repo REPO"
+                             ) from None
+        if tip is None:
+            raise UsageError(f"--audit-branch {branch}: no such branch in {repo}",
+                             hint=f"fetch it first: git fetch REBUILDER_REPO_URL audit:{branch}")
+
+
 def recorded_attestations(wheel: Path, audit_repo: Path | None = None,
                           branch: str | None = None) -> list[FoundAttestation]:
     """Every signature the audit branch keeps for ``wheel``'s filename, whatever its digest."""
@@ -177,6 +195,7 @@ def _statements(att: FoundAttestation, anchor: Anchor, policy: VerifyPolicy
 
 def check_quorum(wheel: Path, anchors: Sequence[Anchor], needed: int, *,
                  offline: bool = False, staging: bool = False, audit_repo: Path | None = None,
+                 branches: Sequence[str] = (),
                  extra: Sequence[FoundAttestation] = ()) -> QuorumResult:
     """Who of ``anchors`` vouches for ``wheel``'s bytes, and who signed other bytes.
 
@@ -190,7 +209,10 @@ def check_quorum(wheel: Path, anchors: Sequence[Anchor], needed: int, *,
                          "never be met", hint="pass one --key (or identity) per builder")
     if not wheel.is_file():
         raise UsageError(f"{wheel}: no such file", hint="pass the path of a wheel")
-    found = [*extra, *find_attestations(wheel), *recorded_attestations(wheel, audit_repo)]
+    # Each audit branch given (a rebuilder's, fetched beside ours), else the default one.
+    read: list[str | None] = [*branches] or [None]
+    recorded = [att for branch in read for att in recorded_attestations(wheel, audit_repo, branch)]
+    found = [*extra, *find_attestations(wheel), *recorded]
     if not found:
         raise AttestationMissingError(
             f"{wheel.name}: no attestation beside it and no record of it on the audit branch",

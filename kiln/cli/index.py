@@ -56,6 +56,11 @@ def index_command(
         "--audit-repo", envvar="KILN_AUDIT_REPO",
         help="The repository whose audit branch holds the builders' records (default: the "
              "current folder's).")] = None,
+    audit_branch: Annotated[list[str] | None, typer.Option(
+        "--audit-branch",
+        help="Read the builders' signatures on this branch of the audit repository; repeat "
+             "for each builder's branch (a rebuilder's, fetched with `git fetch URL "
+             "audit:rebuilder-audit`). Default: audit.")] = None,
     offline: Annotated[bool, typer.Option(
         "--offline", envvar="KILN_OFFLINE",
         help="Sigstore: use the trust root sigstore-python ships or has cached.")] = False,
@@ -67,14 +72,21 @@ def index_command(
 
     trust = None
     if key or identity or issuer or require_quorum is not None:
-        from kiln.quorum import anchors_from
+        from kiln.quorum import anchors_from, check_branches
 
         anchors = anchors_from(key or [], identity or [], issuer or [])
+        check_branches(audit_repo, audit_branch or [])
         if require_quorum is not None and require_quorum > len(anchors):
             raise UsageError(f"--require-quorum {require_quorum} with {len(anchors)} trusted "
                              "signer(s): no wheel could ever meet it",
                              hint="pass one --key (or identity) per builder")
-        trust = Trust(anchors, require_quorum, audit_repo, offline)
+        trust = Trust(anchors, require_quorum, audit_repo, offline,
+                      tuple(audit_branch or ()))
+    elif audit_branch:
+        raise UsageError("--audit-branch names where the builders' signatures are: it goes "
+                         "with --key or --identity",
+                         hint="kiln index WHEELHOUSE --require-quorum 2 --key ci.pub --key "
+                              "rebuilder.pub --audit-branch audit --audit-branch rebuilder-audit")
 
     for value, option in ((upstream, "--upstream"), (base_url, "--base-url")):
         if value is not None and not value.startswith(("https://", "http://", "file://")):

@@ -69,7 +69,9 @@ def _write_github_output(path: Path, pieces: list[dict[str, Any]], chunk: int,
 
 @app.command()
 def matrix(
-    recipes: Annotated[list[Path], typer.Argument(help="Recipe files (recipes/*.toml).")],
+    recipes: Annotated[list[Path] | None, typer.Argument(
+        help="Recipe files (recipes/*.toml); none with --rebuild-index.",
+        show_default=False)] = None,
     max_jobs: Annotated[int, typer.Option(
         "--max-jobs", help="Jobs per matrix; GitHub allows at most 256.")] = 256,
     chunks: Annotated[bool, typer.Option(
@@ -89,8 +91,15 @@ def matrix(
         "--rebuild-of", help="Rebuild these wheels instead: `kiln audit log --json` output "
                              "(or a JSON list of wheel filenames); runners are --alternate "
                              "ones.")] = None,
+    rebuild_index: Annotated[str | None, typer.Option(
+        "--rebuild-index", help="Rebuild what this kiln index serves (its /simple/ URL), "
+                                "each wheel from its own build record (`kiln rebuild "
+                                "WHEEL_URL`): a rebuilder's matrix, with no recipes.")] = None,
+    project: Annotated[list[str] | None, typer.Option(
+        "--project", help="With --rebuild-index: only this project (repeatable).")] = None,
     since_days: Annotated[int | None, typer.Option(
-        "--since-days", help="With --rebuild-of: only wheels recorded in the last N days.")] = None,
+        "--since-days", help="With --rebuild-of: only wheels recorded in the last N days; "
+                             "with --rebuild-index: uploaded in the last N days.")] = None,
     index_url: Annotated[str | None, typer.Option(
         "--index-url", help="With --rebuild-of: the published index (PEP 691), to add each "
                             "wheel's url.")] = None,
@@ -103,13 +112,34 @@ def matrix(
     json_output: JsonOption = False,
 ) -> None:
     """The GitHub Actions matrix: one job per recipe × Python × target, with runner and backend."""
-    from kiln.matrix import Matrix, build_matrix, parse_runner_overrides, rebuild_matrix
+    from kiln.matrix import (
+        Matrix,
+        build_matrix,
+        index_rebuild_matrix,
+        parse_runner_overrides,
+        rebuild_matrix,
+    )
 
     overrides = parse_runner_overrides(runner or [])
+    recipes = recipes or []
+    if rebuild_index is not None and (recipes or rebuild_of is not None):
+        raise UsageError("--rebuild-index rebuilds from the wheels' own records: it takes no "
+                         "recipes and no --rebuild-of",
+                         hint="give either recipes (with --rebuild-of), or --rebuild-index URL")
+    if rebuild_index is None and not recipes:
+        raise UsageError("no recipes given",
+                         hint="kiln matrix recipes/*.toml, or --rebuild-index URL for a rebuilder")
     built: Matrix | None
-    if rebuild_of is not None:
-        selection = rebuild_matrix(recipes, _wheels_from_log(rebuild_of, since_days),
-                                   index_url=index_url, max_jobs=max_jobs, runners=overrides)
+    if rebuild_of is not None or rebuild_index is not None:
+        if rebuild_index is not None:
+            selection = index_rebuild_matrix(rebuild_index, since_days=since_days,
+                                             projects=project or [], alternate=alternate,
+                                             max_jobs=max_jobs, runners=overrides)
+        else:
+            assert rebuild_of is not None
+            selection = rebuild_matrix(recipes, _wheels_from_log(rebuild_of, since_days),
+                                       index_url=index_url, max_jobs=max_jobs,
+                                       runners=overrides)
         for wheel, why in selection.skipped:
             err.print(f"not rebuilding {wheel}: {why}", style="dim", highlight=False)
         built = selection.matrix
@@ -132,7 +162,7 @@ def matrix(
         return
     if built is not None and github_output is None:
         table(None, ["id", "runner", "backend", "python", "target"],
-              [[e["id"], e["runner"], e["backend"], e["python"], e["target"]]
+              [[e["id"], e["runner"], e.get("backend", "from its record"), e["python"], e["target"]]
                for e in built.entries])
     where = f", written to {github_output}" if github_output else ""
     out.print(f"{jobs} jobs in {len(pieces)} matrix chunk(s) of at most {max_jobs}{where}",

@@ -162,6 +162,11 @@ def verify(
         "--audit-repo", envvar="KILN_AUDIT_REPO",
         help="When nothing lies beside a wheel, look for its signatures on the audit branch "
              "of this repository (default: the current folder's).")] = None,
+    audit_branch: Annotated[list[str] | None, typer.Option(
+        "--audit-branch",
+        help="With --quorum: read the signatures recorded on this branch of the audit "
+             "repository; repeat for each builder's branch (a rebuilder's, fetched with "
+             "`git fetch URL audit:rebuilder-audit`). Default: audit.")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Check wheels against their signed provenance; print what it says; exit non-zero on
@@ -173,8 +178,12 @@ def verify(
     if quorum is not None or len(keys) > 1 or len(identities) > 1 or len(issuers) > 1:
         _verify_quorum(wheels, keys, identities, issuers, quorum or 1, offline=offline,
                        staging=staging, bundle=bundle, audit_repo=audit_repo,
-                       json_output=json_output)
+                       branches=audit_branch or [], json_output=json_output)
         return
+    if audit_branch:
+        raise UsageError("--audit-branch counts builders: it goes with --quorum N",
+                         hint="kiln verify WHEEL --quorum 2 --key a.pub --key b.pub "
+                              "--audit-branch audit --audit-branch rebuilder-audit")
     from kiln.verify import VerifyPolicy, verify_wheel
 
     policy = VerifyPolicy(key=keys[0] if keys else None,
@@ -224,12 +233,14 @@ def _fail(failed: list[tuple[Path, KilnError]], total: int, json_output: bool) -
 
 def _verify_quorum(wheels: list[Path], keys: list[Path], identities: list[str],
                    issuers: list[str], needed: int, *, offline: bool, staging: bool,
-                   bundle: Path | None, audit_repo: Path | None, json_output: bool) -> None:
+                   bundle: Path | None, audit_repo: Path | None, branches: list[str],
+                   json_output: bool) -> None:
     """``kiln verify --quorum N``: each wheel needs N of the trusted signers, none against."""
-    from kiln.quorum import anchors_from, check_quorum
+    from kiln.quorum import anchors_from, check_branches, check_quorum
     from kiln.verify import FoundAttestation
 
     anchors = anchors_from(keys, identities, issuers)
+    check_branches(audit_repo, branches)
     if bundle is not None and len(wheels) != 1:
         raise UsageError("--bundle belongs to one wheel, and several were given",
                          hint="verify the wheels one at a time with their own --bundle")
@@ -238,7 +249,7 @@ def _verify_quorum(wheels: list[Path], keys: list[Path], identities: list[str],
     for wheel in wheels:
         try:
             result = check_quorum(wheel, anchors, needed, offline=offline, staging=staging,
-                                  audit_repo=audit_repo, extra=extra)
+                                  audit_repo=audit_repo, branches=branches, extra=extra)
         except UsageError:
             raise
         except KilnError as exc:

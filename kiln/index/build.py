@@ -101,6 +101,7 @@ class Trust:
     needed: int | None = None
     audit_repo: Path | None = None
     offline: bool = False
+    branches: tuple[str, ...] = ()  # the audit branches to read; () the default one
 
 
 def vouch(wheelhouse: Path, names: set[str], trust: Trust) -> tuple[dict[str, str],
@@ -113,7 +114,8 @@ def vouch(wheelhouse: Path, names: set[str], trust: Trust) -> tuple[dict[str, st
     for name in sorted(names):
         try:
             result = check_quorum(wheelhouse / name, trust.anchors, trust.needed or 1,
-                                  offline=trust.offline, audit_repo=trust.audit_repo)
+                                  offline=trust.offline, audit_repo=trust.audit_repo,
+                                  branches=trust.branches)
         except KilnError as exc:
             builders[name] = "[]"
             if trust.needed:

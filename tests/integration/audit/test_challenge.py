@@ -109,3 +109,33 @@ def test_challenge_errors_are_one_line_with_a_hint(mirrors: tuple[str, str, Path
     assert alone.returncode == 2 and "compares two or more" in alone.stderr
     missing = kiln("challenge", a, str(tmp_path / "nowhere"), cwd=tmp_path)
     assert missing.returncode != 0 and "no such folder" in missing.stderr
+
+
+def test_a_rebuilders_matrix_comes_from_the_mirror_alone(tmp_path: Path) -> None:
+    """`kiln matrix --rebuild-index`: one job per binary wheel the index serves, with its
+    URL, CPython and target; no recipes, no access to the mirror's repository."""
+    import os
+
+    house = tmp_path / "house"
+    new = make_wheel(house, "demo", "1.0", tag="cp311-cp311-manylinux_2_17_x86_64")
+    old = make_wheel(house, "demo", "1.0", tag="cp312-cp312-manylinux_2_17_aarch64")
+    make_wheel(house, "pure", "1.0")
+    os.utime(old, (1_600_000_000, 1_600_000_000))  # uploaded in 2020
+    site = tmp_path / "site"
+    assert kiln("index", house, "-o", site, cwd=tmp_path).returncode == 0
+    result = kiln("matrix", "--rebuild-index", site.as_uri() + "/simple/", "--json",
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    jobs = json.loads(result.stdout)["include"]
+    assert [(j["wheel"], j["python"], j["target"], j["runner"]) for j in jobs] == [
+        (new.name, "3.11", "linux-x86_64", "ubuntu-latest"),
+        (old.name, "3.12", "linux-aarch64", "ubuntu-24.04-arm")]
+    assert jobs[0]["wheel_url"].startswith("file://") and jobs[0]["wheel_url"].endswith(
+        new.name)
+    assert "not rebuilding pure-1.0-py3-none-any.whl" in result.stderr
+    recent = kiln("matrix", "--rebuild-index", str(site), "--since-days", "30", "--json",
+                  cwd=tmp_path)
+    assert [j["wheel"] for j in json.loads(recent.stdout)["include"]] == [new.name]
+    mixed = kiln("matrix", str(tmp_path / "x.toml"), "--rebuild-index", str(site),
+                 cwd=tmp_path)
+    assert mixed.returncode == 2 and "takes no recipes" in mixed.stderr

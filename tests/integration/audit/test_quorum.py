@@ -169,3 +169,37 @@ def test_the_index_leaves_out_wheels_without_their_quorum_and_shows_builders(
     assert "builders disagree" in reasons[agreed.name]
     assert "kiln://elsewhere/c" in reasons[agreed.name]
     assert report["removed"] == [agreed.name]
+
+
+def test_a_rebuilders_own_audit_branch_counts_once_fetched(
+        repo: Path, tmp_path: Path, keys: dict[str, tuple[Path, Path]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A third party's rebuilder records on its own repository; the mirror's owner fetches
+    that audit branch beside its own and names both."""
+    a = _build(tmp_path / "mirror-house", keys["a"][0], "kiln://ci/a", monkeypatch)
+    assert kiln("audit", "record", a, cwd=repo).returncode == 0
+    theirs = tmp_path / "rebuilder-repo"
+    theirs.mkdir()
+    git(theirs, "init", "-q", "-b", "main")
+    signed = _build(tmp_path / "rebuilder-sign", keys["b"][0], "kiln://rebuilder/b",
+                    monkeypatch)
+    assert kiln("audit", "record", signed, cwd=theirs).returncode == 0
+    pub_a, pub_b = str(keys["a"][1]), str(keys["b"][1])
+    quorum = ("--quorum", "2", "--key", pub_a, "--key", pub_b)
+
+    missing = kiln("verify", a, *quorum, "--audit-branch", "rebuilder-audit", cwd=repo)
+    assert missing.returncode == 2 and "no such branch" in missing.stderr
+    git(repo, "fetch", "-q", str(theirs), "audit:rebuilder-audit")
+    assert kiln("verify", a, *quorum, cwd=repo).returncode == 28  # ours alone: one signer
+    both = kiln("verify", a, *quorum, "--audit-branch", "audit", "--audit-branch",
+                "rebuilder-audit", "--json", cwd=repo)
+    assert both.returncode == 0, both.stderr
+    [result] = json.loads(both.stdout)
+    assert {s["builder"] for s in result["signers"]} == {"kiln://ci/a", "kiln://rebuilder/b"}
+    site = tmp_path / "site"
+    index = kiln("index", a.parent, "-o", site, "--require-quorum", "2", "--key", pub_a,
+                 "--key", pub_b, "--audit-branch", "audit", "--audit-branch",
+                 "rebuilder-audit", "--json", cwd=repo)
+    assert index.returncode == 0 and json.loads(index.stdout)["rejected"] == [], index.stderr
+    alone = kiln("verify", a, "--key", pub_a, "--audit-branch", "audit", cwd=repo)
+    assert alone.returncode == 2 and "goes with --quorum" in alone.stderr
