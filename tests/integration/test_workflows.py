@@ -198,8 +198,14 @@ def test_rebuild_workflow_is_scheduled_and_compares():
     data = load(WORKFLOWS / "rebuild.yml")
     assert data["on"]["schedule"]
     jobs = data["jobs"]
-    assert "--rebuild-of" in _scripts(jobs["select"])
-    assert "--against" in _scripts(jobs["rebuild"])
+    # a rebuilder: its jobs come from the mirror's index, each wheel rebuilt from its own
+    # record (no recipe), signed with its own key or identity, recorded and pushed
+    assert "kiln matrix --rebuild-index" in _scripts(jobs["select"])
+    assert "recipes/" not in _scripts(jobs["select"]) + _scripts(jobs["rebuild"])
+    assert 'kiln rebuild "$WHEEL_URL"' in _scripts(jobs["rebuild"])
+    signing = _scripts(jobs["sign"])
+    assert 'kiln sign --key "$key"' in signing and "kiln sign wheelhouse/*.whl" in signing
+    assert "kiln audit record" in _scripts(jobs["record"])
     assert "kiln audit push" in _scripts(jobs["record"])
 
 
