@@ -29,7 +29,6 @@ from kiln.record import (
     RepairRef,
     SandboxRef,
     SourceRef,
-    TestRef,
     ToolRef,
     WheelRef,
 )
@@ -37,7 +36,7 @@ from kiln.repair import repair_wheel
 from kiln.toolchain import emulation
 from kiln.toolchain.sandbox import bwrap_version
 from kiln.wheelfile import canonicalise, parse_name
-from kiln.wheeltest import TestOutcome, run_wheel_tests
+from kiln.wheeltest import TestOutcome, has_tests, run_wheel_tests, test_ref
 
 # Bumped whenever kiln changes what it does to a build in a way that changes its bytes.
 NORMALISATION_VERSION = "4"  # 4: hermetic builds; 3: shared objects name libc, meson build/
@@ -161,7 +160,7 @@ def run_build(
         shutil.move(final, staged)
 
         t = time.monotonic()
-        if run_tests and job.recipe.test.commands:
+        if run_tests and has_tests(job.recipe.test):
             reporter().stage("test", staged.name)
             outcome = test_wheel(job, staged, work=work, log=log)
         else:
@@ -223,8 +222,7 @@ def run_build(
                           python_tag=name.python_tag, abi_tag=name.abi_tag,
                           platform_tags=list(name.platform_tags))],
         repair=repair,
-        test=TestRef(ran=outcome.ran, passed=outcome.passed, commands=list(outcome.commands),
-                     seconds=outcome.seconds, emulated=outcome.emulated, why_not=outcome.why_not),
+        test=test_ref(outcome),
         log=None,
         host=f"{platform.system()} {platform.release()} {platform.machine()}",
         started=started,
@@ -259,9 +257,10 @@ def test_wheel(job: BuildJob, wheel: Path, *, work: Path, log: Path) -> TestOutc
     if job.target != host_target():
         return emulation.run_emulated_tests(wheel, job.recipe.test, job.interpreter.minor,
                                             job.target, work=work, index=job.index, log=log,
-                                            label=job.label, cache=job.cache)
+                                            label=job.label, cache=job.cache,
+                                            sdist=job.source.path)
     return run_wheel_tests(wheel, job.recipe.test, job.interpreter, work=work, index=job.index,
-                           log=log, label=job.label)
+                           log=log, label=job.label, sdist=job.source.path)
 
 
 def _flake_revision() -> str | None:

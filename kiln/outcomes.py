@@ -99,9 +99,9 @@ def _tests(result: JobResult) -> str:
     test = result.covered_test
     if test is None:
         return "failed" if result.error is not None else "not run"
-    if not test.ran:
-        return f"not run ({test.why_not})" if test.why_not else "not run"
-    return "passed (emulated)" if test.emulated else "passed"
+    from kiln.wheeltest import test_ref
+
+    return test_ref(test).summary()
 
 
 def _recipe_identity(path: Path) -> tuple[str, str]:

@@ -36,7 +36,7 @@ from kiln.toolchain.interpreters import find_interpreter, other_interpreter
 from kiln.toolchain.sysdeps import ensure_system_packages
 from kiln.toolchain.targets import TARGETS, Target, host_target
 from kiln.wheelfile import parse_name
-from kiln.wheeltest import TestOutcome
+from kiln.wheeltest import TestOutcome, has_tests
 
 
 @dataclass(frozen=True)
@@ -249,7 +249,7 @@ def _test_covered(job: BuildJob, covering: JobResult, options: BuildOptions,
     reporter().note(f"{job.label}: {wheel.name}, built with Python {covering.python}, "
                     f"installs on Python {job.interpreter.minor} too; not building it again")
     result.wheel, result.record, result.covered_by = wheel, covering.record, covering.python
-    if not (options.run_tests and job.recipe.test.commands):
+    if not (options.run_tests and has_tests(job.recipe.test)):
         return
     log_name = (f"{job.recipe.project}-{job.recipe.version}-{job.interpreter.tag}-"
                 f"{job.target.name}.log")
@@ -273,7 +273,9 @@ def _build_job(job: BuildJob, backend: Backend, options: BuildOptions, result: J
     toolchain = backend.toolchain(job)
     tests = [list(c) for c in job.recipe.test.commands] if options.run_tests else "no tests"
     key = BuildCache.key(build_id(job, backend, toolchain),
-                         tests=[tests, list(job.recipe.test.requires)])
+                         tests=[tests, list(job.recipe.test.requires),
+                                *([list(job.recipe.test.files), job.recipe.test.smoke]
+                                  if job.recipe.test.files or job.recipe.test.smoke else [])])
     logs = options.output / "logs"
     log_name = (f"{job.recipe.project}-{job.recipe.version}-{job.interpreter.tag}-"
                 f"{job.target.name}.log")

@@ -355,7 +355,8 @@ def _byproducts(record: BuildRecord) -> list[ResourceDescriptor]:
         name=TESTS_BYPRODUCT, uri="urn:kiln:tests",
         annotations={"ran": test.ran, "passed": test.passed, "commands": list(test.commands),
                      "emulated": test.emulated,
-                     **({"whyNot": test.why_not} if test.why_not else {})},
+                     **({"whyNot": test.why_not} if test.why_not else {}),
+                     **({"counts": test.counts.model_dump(mode="json")} if test.counts else {})},
     ))
     if record.log is not None:
         out.append(ResourceDescriptor(name=record.log.name,

@@ -12,7 +12,7 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -70,7 +70,8 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "timeout": (int, False),
         "requires": (list, False),
     },
-    "test": {"requires": (list, False), "commands": (list, False)},
+    "test": {"requires": (list, False), "commands": (list, False), "files": (list, False),
+             "smoke": (bool, False)},
     "repro": {"expected": (bool, False), "skip-variations": (list, False), "reason": (str, False)},
 }
 _REQUIRED_TABLES = ("package", "source")
@@ -82,6 +83,8 @@ DEFAULT_PYTHONS = ("3.11",)
 class TestSpec:
     requires: tuple[str, ...] = ()
     commands: tuple[tuple[str, ...], ...] = ()  # each already split into argv
+    files: tuple[str, ...] = ()  # from the sdist, copied to where the commands run
+    smoke: bool = False  # also import the built wheel's compiled modules
 
 
 @dataclass(frozen=True)
@@ -318,8 +321,16 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         if not argv:
             raise check.fail(f"[test] commands[{i}]", "is empty")
         commands.append(argv)
+    files = check.strings("[test] files", test.get("files", []))
+    for i, name in enumerate(files):
+        parts = PurePosixPath(name).parts
+        if not name or name.startswith("/") or "\\" in name or ".." in parts:
+            raise check.fail(f"[test] files[{i}]", f"'{name}' is not a path inside the sdist",
+                             hint='give paths relative to the sdist\'s top folder: "tests", '
+                                  '"conftest.py"')
     test_spec = TestSpec(requires=check.strings("[test] requires", test.get("requires", [])),
-                         commands=tuple(commands))
+                         commands=tuple(commands), files=files,
+                         smoke=bool(test.get("smoke", False)))
 
     skips = check.strings("[repro] skip-variations", repro.get("skip-variations", []))
     for skip in skips:
@@ -427,6 +438,8 @@ def render_recipe(
     targets: tuple[str, ...],
     test_commands: tuple[str, ...] = (),
     test_requires: tuple[str, ...] = (),
+    test_files: tuple[str, ...] = (),
+    smoke: bool = False,
     environment: Mapping[str, str] | None = None,
 ) -> str:
     """The TOML text of a new recipe, in the canonical key order."""
@@ -438,6 +451,15 @@ def render_recipe(
         "source": {"url": url, "sha256": sha256},
         "build": build,
     }
-    if test_commands or test_requires:
-        data["test"] = {"requires": list(test_requires), "commands": list(test_commands)}
+    if test_commands or test_requires or test_files or smoke:
+        test: dict[str, object] = {}
+        if test_requires or test_commands:
+            test["requires"] = list(test_requires)
+        if test_files:
+            test["files"] = list(test_files)
+        if test_commands or test_requires:
+            test["commands"] = list(test_commands)
+        if smoke:
+            test["smoke"] = True
+        data["test"] = test
     return render_tables(data)

@@ -118,6 +118,16 @@ class RepairRef(Model):
     raw: FileRef
 
 
+class TestCountsRef(Model):
+    """How many tests a runner (pytest, unittest) reported, of all the commands together."""
+
+    collected: int
+    passed: int
+    failed: int
+    skipped: int
+    first_failure: str = ""
+
+
 class TestRef(Model):
     ran: bool
     passed: bool | None
@@ -125,6 +135,24 @@ class TestRef(Model):
     seconds: float = 0.0
     emulated: bool = False
     why_not: str = ""
+    counts: TestCountsRef | None = None  # None: no command ran a runner kiln can count
+
+    def summary(self) -> str:
+        """For tables: ``passed (412)``, ``failed (3 of 412)``, ``passed (emulated)``,
+        ``not run (why)``."""
+        if not self.ran:
+            return f"not run ({self.why_not})" if self.why_not else "not run"
+        if self.counts is not None and self.counts.collected:
+            c = self.counts
+            if not self.passed or c.failed:
+                said = f"failed ({c.failed} of {c.collected})"
+            else:
+                said = f"passed ({c.passed}" + (f", {c.skipped} skipped)" if c.skipped else ")")
+        else:
+            said = "passed" if self.passed else "failed"
+        if self.emulated and self.passed:
+            said = (said[:-1] + ", emulated)") if said.endswith(")") else said + " (emulated)"
+        return said
 
 
 class ReproRef(Model):

@@ -201,10 +201,7 @@ def _statement_hermetic(statement: dict[str, Any]) -> bool | None:
 def _record_cell(recipe: Recipe, python: str, target: str, record: BuildRecord,
                  wheelhouse: Path) -> Cell:
     test = record.test
-    tests = ("passed" if test.ran and test.passed else "failed" if test.ran
-             else f"not run ({test.why_not})" if test.why_not else "not run")
-    if test.ran and test.passed and test.emulated:
-        tests = "passed (emulated)"
+    tests = test.summary()
     repro = record.repro
     return Cell(
         recipe=recipe.path.stem, name=recipe.name, version=recipe.version, python=python,

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kiln import installer, proc
+from kiln.archive import extract
 from kiln.errors import WheelTestError
 from kiln.installer import IndexOptions
 from kiln.recipe import TestSpec
+from kiln.record import TestCountsRef, TestRef
+from kiln.testresults import TestCounts, instrument, read_counts, total
 from kiln.toolchain.interpreters import Interpreter
 from kiln.toolchain.sandbox import Sandbox
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,136 @@ class TestOutcome:
     seconds: float
     emulated: bool = False
     why_not: str = ""
+    counts: TestCounts | None = None  # when a command ran pytest or unittest
+
+
+def test_ref(outcome: TestOutcome) -> TestRef:
+    """What the build record says about the tests."""
+    c = outcome.counts
+    return TestRef(ran=outcome.ran, passed=outcome.passed, commands=list(outcome.commands),
+                   seconds=outcome.seconds, emulated=outcome.emulated, why_not=outcome.why_not,
+                   counts=None if c is None else TestCountsRef(
+                       collected=c.collected, passed=c.passed, failed=c.failed,
+                       skipped=c.skipped, first_failure=c.first_failure))
+
+
+def has_tests(spec: TestSpec) -> bool:
+    return bool(spec.commands) or spec.smoke
+
+
+def compiled_modules(wheel: Path) -> tuple[str, ...]:
+    """The dotted names of a wheel's compiled extension modules (``pkg._speedups``)."""
+    found = []
+    with zipfile.ZipFile(wheel) as zf:
+        for member in zf.namelist():
+            folder, _, leaf = member.rpartition("/")
+            if not leaf.endswith((".so", ".pyd")):
+                continue  # a folder that is not an identifier (x.data, x.libs) is skipped below
+            stem = leaf.split(".", 1)[0]
+            parts = [*folder.split("/"), stem] if folder else [stem]
+            if all(_IDENTIFIER.match(p) for p in parts):
+                found.append(".".join(parts))
+    return tuple(sorted(set(found)))
+
+
+def importable_packages(wheel: Path) -> tuple[str, ...]:
+    """A pure wheel's top-level modules worth importing: not namespace folders (no
+    ``__init__.py``), not stub-only packages (``foo-stubs``, only ``.pyi``)."""
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    found = set()
+    for member in names:
+        top, _, rest = member.partition("/")
+        if top.endswith((".dist-info", ".data")):
+            continue
+        if not rest and top.endswith(".py") and _IDENTIFIER.match(top[:-3]):
+            found.add(top[:-3])
+        elif rest == "__init__.py" and _IDENTIFIER.match(top):
+            found.add(top)
+    return tuple(sorted(found))
+
+
+def smoke_command(wheel: Path) -> tuple[str, ...] | None:
+    """``python -c 'import …'`` of the compiled modules (else the real packages), or None."""
+    modules = compiled_modules(wheel) or importable_packages(wheel)
+    if not modules:
+        return None
+    return ("python", "-c", "; ".join(f"import {m}" for m in modules))
+
+
+def commands_for(spec: TestSpec, wheel: Path) -> tuple[tuple[str, ...], ...]:
+    """The recipe's commands, then (with ``smoke = true``) the import of the wheel's modules."""
+    smoke = smoke_command(wheel) if spec.smoke else None
+    if spec.smoke and smoke is None:
+        raise WheelTestError(f"{wheel.name}: [test] smoke: the wheel has no module to import",
+                             hint="write [test] commands that exercise the package instead")
+    return (*spec.commands, *((smoke,) if smoke else ()))
+
+
+def copy_test_files(spec: TestSpec, sdist: Path | None, into: Path, work: Path) -> None:
+    """The sdist's test files (``[test] files``) copied into the folder the tests run in; the
+    package's own source is never copied, so the installed wheel is what the tests import."""
+    if not spec.files:
+        return
+    if sdist is None:
+        raise WheelTestError("[test] files: no sdist to copy them from",
+                             hint="run the recipe's tests through `kiln build`, or "
+                                  "`kiln test WHEEL --recipe RECIPE`")
+    unpacked = Path(tempfile.mkdtemp(prefix="test-files-", dir=work))
+    try:
+        top = extract(sdist, unpacked / "src")
+        for name in spec.files:
+            source = top / name
+            if not source.exists() or source.is_symlink():
+                raise WheelTestError(f"[test] files: {name} is not in {sdist.name}",
+                                     hint="list folders and files as the sdist holds them, "
+                                          "relative to its top folder (tests, conftest.py)")
+            dest = into / name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, dest, symlinks=False, dirs_exist_ok=True)
+            else:
+                shutil.copy2(source, dest)
+    finally:
+        shutil.rmtree(unpacked, ignore_errors=True)
+
+
+def run_suite(commands: Sequence[tuple[str, ...]], wrap: Callable[[tuple[str, ...]], list[str]],
+              *, scratch: Path, inside: str, env: Mapping[str, str], log: Path, what: str,
+              ) -> TestCounts | None:
+    """Run each test command (wrapped for its sandbox) in ``scratch`` (``inside`` is that
+    folder as the command sees it); the counts of all of them, or WheelTestError naming the
+    first failing test."""
+    counted: list[TestCounts | None] = []
+    for i, argv in enumerate(commands):
+        report = f".kiln-junit-{i}.xml"
+        run = instrument(argv, scratch / report, f"{inside}/{report}")
+        output = scratch.parent / f"test-output-{i}.log"
+        finished = proc.run(wrap(run.argv), env=env, log=output, cwd=scratch, check=False,
+                            what=f"{what} `{proc.render(argv)}`", error=WheelTestError)
+        text = output.read_text(encoding="utf-8", errors="replace")
+        with log.open("a", encoding="utf-8") as fh:
+            fh.write(text)
+        counts = read_counts(run, text)
+        counted.append(counts)
+        if finished.returncode != 0 or (counts is not None and counts.failed):
+            raise WheelTestError(_failure(what, argv, finished.returncode, counts, text),
+                                 hint=f"the tests' output is in {log}", log=log)
+    return total(counted)
+
+
+def _failure(what: str, argv: tuple[str, ...], code: int, counts: TestCounts | None,
+             output: str) -> str:
+    said = f"{what} `{proc.render(argv)}` failed (exit {code})"
+    if counts is not None and counts.collected:
+        said += f": {counts.failed} of {counts.collected} failed"
+        if counts.first_failure:
+            said += f", first {counts.first_failure}"
+        return said
+    last = next((line.strip() for line in reversed(output.splitlines())
+                 if line.strip() and not proc.SCAFFOLDING.match(line)
+                 and not line.startswith("+ ")), "no output")
+    return f"{said}: {last}"
 
 
 def _resolve(argv0: str, bin_dir: Path) -> str:
@@ -44,24 +182,27 @@ def run_wheel_tests(
     index: IndexOptions,
     log: Path,
     label: str,
+    sdist: Path | None = None,
 ) -> TestOutcome:
     """Install ``wheel`` (with its dependencies and the test requirements) and run the commands.
 
-    The commands run without a shell, without network, in an empty folder, so they
-    import the installed wheel and never the source tree.
+    The commands run without a shell, without network, in a folder that holds only the
+    test files the recipe names, so they import the installed wheel and never the source.
     """
-    if not spec.commands:
+    if not has_tests(spec):
         return TestOutcome(False, None, (), 0.0, why_not="the recipe has no [test] commands")
     started = time.monotonic()
     work.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="test-", dir=work))
     try:
+        commands = commands_for(spec, wheel)
         venv = root / "venv"
         python = installer.create_venv(venv, interpreter.path, log=log)
         installer.install(python, requirements=[str(wheel), *spec.requires], index=index, log=log,
                           what=f"{label}: installing the wheel for its tests", error=WheelTestError)
         scratch = root / "tmp"
         scratch.mkdir()
+        copy_test_files(spec, sdist, scratch, root)
         sandbox = Sandbox(binds=(), tmp=scratch, hostname="kiln-test",
                           visible=(venv, interpreter.path.parent.parent))
         env = {
@@ -74,13 +215,14 @@ def run_wheel_tests(
             "PYTHONNOUSERSITE": "1",
         }
         cwd = "/tmp" if sandbox.isolated else str(scratch)
-        rendered = []
-        for argv in spec.commands:
-            rendered.append(proc.render(argv))
+
+        def wrap(argv: tuple[str, ...]) -> list[str]:
             resolved = [_resolve(argv[0], venv / "bin"), *argv[1:]]
-            proc.run(sandbox.wrap(resolved, cwd=cwd, network=False), env=env, log=log,
-                     what=f"{label}: test command `{proc.render(argv)}`", error=WheelTestError,
-                     cwd=scratch, hint="the build log holds the command's output")
-        return TestOutcome(True, True, tuple(rendered), round(time.monotonic() - started, 3))
+            return sandbox.wrap(resolved, cwd=cwd, network=False)
+
+        counts = run_suite(commands, wrap, scratch=scratch, inside=cwd, env=env, log=log,
+                           what=f"{label}: test command")
+        return TestOutcome(True, True, tuple(proc.render(c) for c in commands),
+                           round(time.monotonic() - started, 3), counts=counts)
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -70,6 +70,8 @@ def _check_choices(targets: list[str] | None, backend: str | None) -> None:
 
 
 def result_json(result: Any) -> dict[str, Any]:
+    from kiln.wheeltest import test_ref
+
     status = _status(result).split(" ")[0]
     data: dict[str, Any] = {
         "recipe": str(result.recipe), "label": result.label, "python": result.python,
@@ -83,9 +85,7 @@ def result_json(result: Any) -> dict[str, Any]:
     if result.covered_by:
         data["covered_by"] = result.covered_by
         test = result.covered_test
-        data["test"] = None if test is None else {
-            "ran": test.ran, "passed": test.passed, "commands": list(test.commands),
-            "seconds": test.seconds, "emulated": test.emulated}
+        data["test"] = None if test is None else test_ref(test).model_dump(mode="json")
     if result.error is not None:
         report = getattr(result.error, "report", None)
         data["error"] = {"message": result.error.message, "hint": result.error.hint,
@@ -106,6 +106,8 @@ def _status(r: Any) -> str:
 
 
 def print_results(results: list[Any], *, show_repro: bool) -> None:
+    from kiln.wheeltest import test_ref
+
     rows = []
     for r in results:
         rec = r.record
@@ -114,13 +116,9 @@ def print_results(results: list[Any], *, show_repro: bool) -> None:
         row = [rec.wheel.filename if rec else r.label, tag,
                rec.wheel.sha256[:12] if rec else "", f"{r.seconds:.1f}", status]
         if rec is not None:
-            test = r.covered_test if r.covered_by else rec.test
-            if test is None:
-                tests = "—"
-            else:
-                tests = ("passed" if test.passed else "—" if not test.ran else "failed")
-                if test.emulated and test.passed:
-                    tests = "passed (emulated)"
+            covered = r.covered_test if r.covered_by else None
+            test = test_ref(covered) if covered is not None else None if r.covered_by else rec.test
+            tests = "—" if test is None or not test.ran else test.summary()
         else:
             tests = ""
         row.append(tests)

@@ -213,9 +213,12 @@ def _resolve(argv: tuple[str, ...], python: list[str], site: Path) -> list[str]:
 
 
 def run_emulated_tests(wheel: Path, spec: TestSpec, minor: str, target: Target, *, work: Path,
-                       index: IndexOptions, log: Path, label: str, cache: Path) -> TestOutcome:
+                       index: IndexOptions, log: Path, label: str, cache: Path,
+                       sdist: Path | None = None) -> TestOutcome:
     """Install ``wheel`` for ``target`` and run the recipe's test commands under qemu."""
-    if not spec.commands:
+    from kiln.wheeltest import commands_for, copy_test_files, has_tests, run_suite
+
+    if not has_tests(spec):
         return TestOutcome(False, None, (), 0.0, why_not="the recipe has no [test] commands")
     if target == host_target():
         raise UnsupportedError(f"{wheel.name} is for this host; it needs no emulation")
@@ -226,6 +229,7 @@ def run_emulated_tests(wheel: Path, spec: TestSpec, minor: str, target: Target, 
     except (EnvironmentSetupError, UnsupportedError) as exc:
         return TestOutcome(False, None, (), 0.0, emulated=True,
                            why_not=f"{exc.message} ({exc.hint})" if exc.hint else exc.message)
+    commands = commands_for(spec, wheel)
     sysroot = prepare_sysroot(target, minor, cache, log=log)
     work.mkdir(parents=True, exist_ok=True)
     scratch_root = Path(tempfile.mkdtemp(prefix="emulated-test-", dir=work))
@@ -235,21 +239,21 @@ def run_emulated_tests(wheel: Path, spec: TestSpec, minor: str, target: Target, 
                            label=label)
         tmp = scratch_root / "tmp"
         tmp.mkdir()
+        copy_test_files(spec, sdist, tmp, scratch_root)
         sandbox = Sandbox(binds=(), tmp=tmp, hostname="kiln-test", visible=(site, sysroot.root))
         # The sandbox shows ``tmp`` as its private /tmp.
         inside_tmp = Path("/tmp") if sandbox.isolated else tmp
         env = {**_base_env(inside_tmp), "PYTHONPATH": str(site)}
         python = sysroot.argv(qemu)
-        rendered = []
-        for argv in spec.commands:
-            rendered.append(proc.render(argv))
-            proc.run(sandbox.wrap(_resolve(argv, python, site), cwd=str(inside_tmp),
-                                  network=False),
-                     env=env, log=log, cwd=tmp, error=WheelTestError,
-                     what=f"{label}: test command `{proc.render(argv)}` (under qemu, "
-                          f"Debian {sysroot.suite} CPython {sysroot.python_version})",
-                     hint="the build log holds the command's output")
-        return TestOutcome(True, True, tuple(rendered), round(time.monotonic() - started, 3),
-                           emulated=True)
+
+        def wrap(argv: tuple[str, ...]) -> list[str]:
+            return sandbox.wrap(_resolve(argv, python, site), cwd=str(inside_tmp),
+                                network=False)
+
+        counts = run_suite(commands, wrap, scratch=tmp, inside=str(inside_tmp), env=env,
+                           log=log, what=f"{label}: test command (under qemu, Debian "
+                                         f"{sysroot.suite} CPython {sysroot.python_version})")
+        return TestOutcome(True, True, tuple(proc.render(c) for c in commands),
+                           round(time.monotonic() - started, 3), emulated=True, counts=counts)
     finally:
         shutil.rmtree(scratch_root, ignore_errors=True)
