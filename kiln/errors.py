@@ -58,11 +58,19 @@ class HashMismatchError(FetchError):
     """Downloaded bytes do not have the digest the recipe promises."""
 
     exit_code = 5
-    bad_input = True
     default_hint = (
         "if the new file is the one you want, put its sha256 in the recipe; otherwise the "
         "download was tampered with or corrupted"
     )
+
+
+class SourceHashMismatchError(HashMismatchError):
+    """The recipe's sdist does not have the sha256 the recipe gives: the recipe is refused.
+
+    Bad input, unlike a pinned file of kiln's own that does not match (a failed build).
+    """
+
+    bad_input = True
 
 
 class UnsafeArchiveError(KilnError):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from kiln import http
 from kiln.archive import extract
-from kiln.errors import HashMismatchError
+from kiln.errors import HashMismatchError, SourceHashMismatchError
 from kiln.files import sha256_file, write_atomic
 from kiln.progress import reporter
 from kiln.recipe import Recipe
@@ -39,8 +39,12 @@ def fetch_sdist(recipe: Recipe, cache: Path) -> FetchedSource:
     """The recipe's sdist, downloaded once, its sha256 checked every time it is used."""
     reporter().stage("fetch", sdist_filename(recipe.url))
     target = cache / "sdists" / recipe.source_sha256 / sdist_filename(recipe.url)
-    http.download(recipe.url, target, sha256=recipe.source_sha256,
-                  what=f"{recipe.path}: [source] url")
+    try:
+        http.download(recipe.url, target, sha256=recipe.source_sha256,
+                      what=f"{recipe.path}: [source] url")
+    except HashMismatchError as exc:
+        # The recipe's own sha256: the recipe is refused, not a build failed.
+        raise SourceHashMismatchError(exc.message, hint=exc.hint) from exc
     actual = sha256_file(target)
     if actual != recipe.source_sha256:
         # The cache was changed behind kiln's back: never build from it.

@@ -79,18 +79,28 @@ def download(url: str, target: Path, *, sha256: str | None = None, what: str = "
 
     ``file://`` urls are copied. The target appears only once complete (and verified); a
     download that fails leaves no folder or lock file behind that it made (a partial file
-    it can resume from is kept).
+    it can resume from is kept, and the folders that hold it).
     """
-    made = not target.parent.exists()
+    made = _missing_folders(target.parent)
     lock = target.with_name(target.name + ".lock")
     try:
         return _download(url, target, lock, sha256=sha256, what=what)
     except BaseException:
         if made:
             lock.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                target.parent.rmdir()  # only if nothing else is in it
+            for folder in made:  # the deepest first; each only if nothing else is in it
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
         raise
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, the deepest first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _download(url: str, target: Path, lock: Path, *, sha256: str | None, what: str) -> Path:

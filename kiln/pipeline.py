@@ -161,20 +161,23 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
         backend = get_backend(backend_name)
         pythons = _pythons(recipe, options)
         targets, skipped = _targets(recipe, options, backend_name)
-        for name, why in skipped:
-            out.append(JobResult(recipe=path, label=f"{recipe.label} ({name})", target=name,
-                                 skipped=why))
-            reporter().note(f"skipping {recipe.label} for {name}: {why}")
-        if not targets:
-            return out
-        # Containers bring their own libraries; the host's matter to the other backends.
-        system = (ensure_system_packages(recipe, install=options.install_system_deps)
-                  if backend_name != "cibuildwheel" else ())
-        source = fetch_sdist(recipe, options.cache)
-        lock = ensure_lock(recipe, options, pythons, source)
-        epoch = source_date_epoch(source, recipe)
+        out = [JobResult(recipe=path, label=f"{recipe.label} ({name})", target=name,
+                         skipped=why) for name, why in skipped]
+        if targets:
+            # Containers bring their own libraries; the host's matter to the other backends.
+            system = (ensure_system_packages(recipe, install=options.install_system_deps)
+                      if backend_name != "cibuildwheel" else ())
+            source = fetch_sdist(recipe, options.cache)
+            lock = ensure_lock(recipe, options, pythons, source)
+            epoch = source_date_epoch(source, recipe)
     except KilnError as exc:
-        return [*out, JobResult(recipe=path, label=str(path), error=exc)]
+        refused = JobResult(recipe=path, label=str(path), error=exc)
+        if exc.bad_input:
+            return [refused]  # refused whole: nothing was tried, so nothing was skipped
+        return [*_noted(out), refused]
+    _noted(out)
+    if not targets:
+        return out
     # Oldest Python first: an abi3 wheel built with it serves the newer ones.
     for python in sorted(pythons, key=_version_key):
         for target in targets:
@@ -203,6 +206,13 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
             if options.fail_fast and not result.ok:
                 return out
     return out
+
+
+def _noted(skipped: list[JobResult]) -> list[JobResult]:
+    """Say which targets of a recipe this host skips (once the recipe is not refused)."""
+    for result in skipped:
+        reporter().note(f"skipping {result.label}: {result.skipped}")
+    return skipped
 
 
 def _python_path(options: BuildOptions, python: str) -> Path | None:

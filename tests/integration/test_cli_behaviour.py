@@ -52,6 +52,38 @@ def test_hash_mismatch_exit_code_and_both_digests(run_kiln, cext_recipe, tmp_pat
     assert not list((tmp_path / "wh").rglob("*.json"))
 
 
+def test_a_refused_recipe_writes_nothing_and_says_it_once(run_kiln, cext_recipe, tmp_path):
+    # a recipe that also lists a target this host skips, with a wrong sha256: refused whole
+    text = cext_recipe.read_text()
+    real = text.split('sha256 = "')[1].split('"')[0]
+    cext_recipe.write_text(text.replace(real, "f" * 64).replace(
+        'python = ["3.11"]', 'python = ["3.11"]\ntargets = ["linux-x86_64", "macos-arm64"]'))
+    result = run_kiln("build", cext_recipe, "-o", tmp_path / "wh")
+    assert result.returncode == 5
+    said = [x for x in result.stderr.splitlines() if not x.startswith("→")]
+    assert [x.split(":")[0] for x in said] == ["error", "hint"], result.stderr
+    assert result.stdout == ""  # no table
+    assert not (tmp_path / "wh").exists()
+    assert not (tmp_path / "kiln-cache").exists()  # no folder, no .lock, no partial sdist
+    as_json = run_kiln("build", cext_recipe, "-o", tmp_path / "wh", "--json")
+    assert [r["error"]["exit_code"] for r in json.loads(as_json.stdout)] == [5]
+    assert not (tmp_path / "wh").exists() and not (tmp_path / "kiln-cache").exists()
+
+
+def test_a_failed_build_still_records_why(run_kiln, tmp_path):
+    # not bad input: the recipe is fine, the code does not compile; `kiln status` needs to know
+    broken = make_sdist(tmp_path / "sdists", "broken-demo", "1.0",
+                        {**cext_files("broken-demo", "1.0", "broken_demo"),
+                         "src/speedups.c": "this is not C\n"})
+    recipe = tmp_path / "recipes" / "broken-demo.toml"
+    recipe.parent.mkdir(parents=True)
+    recipe.write_text(recipe_text(broken))
+    result = run_kiln("build", recipe, "-o", tmp_path / "wh")
+    assert result.returncode == 10
+    (outcome,) = (tmp_path / "wh" / ".kiln" / "status").glob("broken-demo-3.11-*.json")
+    assert json.loads(outcome.read_text())["failure"]["kind"] == "BuildError"
+
+
 def test_json_errors_before_any_result_are_json(run_kiln, tmp_path):
     result = run_kiln("status", tmp_path / "no-such-recipes", "--json")
     assert result.returncode == 3

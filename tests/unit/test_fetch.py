@@ -116,5 +116,28 @@ def test_a_failed_download_leaves_no_folder_or_lock_behind(tmp_path):
     sdist.write_bytes(b"real bytes")
     with pytest.raises(HashMismatchError):
         fetch_sdist(recipe_for(sdist.as_uri(), "0" * 64), tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()  # every folder it made, and its lock, are gone
+
+
+def test_a_failed_download_keeps_the_folders_it_found(tmp_path):
+    sdist = tmp_path / "demo-1.0.tar.gz"
+    sdist.write_bytes(b"real bytes")
+    (tmp_path / "cache" / "sdists" / "other").mkdir(parents=True)
+    with pytest.raises(HashMismatchError):
+        fetch_sdist(recipe_for(sdist.as_uri(), "0" * 64), tmp_path / "cache")
     left = sorted(str(p.relative_to(tmp_path / "cache")) for p in (tmp_path / "cache").rglob("*"))
-    assert left == ["sdists"]  # the shared folder stays; the one made for this file is gone
+    assert left == ["sdists", "sdists/other"]
+
+
+def test_only_the_recipes_own_sdist_is_bad_input(tmp_path):
+    # A wrong sha256 in the recipe refuses the recipe (no status file); a pinned file of
+    # kiln's own (CPython headers, a Debian package) that does not match fails the build,
+    # which `kiln status` must be able to show.
+    sdist = tmp_path / "demo-1.0.tar.gz"
+    sdist.write_bytes(b"real bytes")
+    with pytest.raises(HashMismatchError) as refused:
+        fetch_sdist(recipe_for(sdist.as_uri(), "0" * 64), tmp_path / "cache")
+    assert refused.value.bad_input
+    with pytest.raises(HashMismatchError) as failed:
+        kiln_http.download(sdist.as_uri(), tmp_path / "tools" / "x.deb", sha256="0" * 64)
+    assert not failed.value.bad_input
