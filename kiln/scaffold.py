@@ -25,11 +25,19 @@ from kiln.recipe import parse_recipe, render_recipe
 from kiln.toolchain.interpreters import find_interpreter
 from kiln.toolchain.targets import host_target
 
-_NOT_PACKAGES = {"test", "tests", "testing", "doc", "docs", "example", "examples", "benchmark",
-                 "benchmarks", "bench", "scripts", "tools", "build", "ci", "src", "third_party",
-                 # top-level helper scripts of a source tree, never what a wheel installs
-                 "setup", "noxfile", "conftest", "fabfile", "tasks", "versioneer", "dodo",
-                 "pavement", "runtests", "run_tests", "bootstrap", "configure", "setupext"}
+
+@dataclass(frozen=True)
+class Suite:
+    """A project's own test suite, found in its sdist."""
+
+    folder: str  # "tests"
+    test_files: int  # test_*.py / *_test.py files in it
+    files: tuple[str, ...]  # what to copy out of the sdist: the folder, conftest.py, config
+    requires: tuple[str, ...]  # pytest, and the project's declared test requirements
+
+    @property
+    def command(self) -> str:
+        return f"python -m pytest {self.folder}"
 
 
 @dataclass(frozen=True)
@@ -39,7 +47,7 @@ class NewRecipe:
     version: str
     sdist: IndexFile
     pythons: tuple[str, ...]
-    imports: tuple[str, ...]
+    suite: Suite | None
     notes: tuple[str, ...] = ()  # what to expect from this sdist's build, also in the recipe
 
 
@@ -72,6 +80,101 @@ def build_notes(archive: Path) -> tuple[str, ...]:
     return tuple(notes)
 
 
+_SUITE_FOLDERS = ("tests", "test", "testing")
+# pytest's configuration files and the section each must hold to be pytest's.
+_PYTEST_CONFIG = {"pytest.ini": "", "tox.ini": "[pytest]", "setup.cfg": "[tool:pytest]",
+                  "pyproject.toml": "[tool.pytest.ini_options]"}
+_TEST_EXTRAS = ("test", "tests", "testing")
+_REQUIREMENT_FILES = ("requirements-test.txt", "requirements-tests.txt", "test-requirements.txt",
+                      "requirements_test.txt", "requirements/test.txt", "requirements/tests.txt",
+                      "tests/requirements.txt", "test/requirements.txt")
+
+
+def find_suite(archive: Path, project: str) -> Suite | None:
+    """The sdist's own test suite: a top-level tests/ (or test/) folder with test modules,
+    the conftest.py and pytest configuration beside it, and the test requirements the
+    project declares (extras named test/tests/testing, dependency groups, requirement
+    files). None when the sdist ships no tests."""
+    with read_members(archive) as (names, read):
+        top = {n.split("/", 1)[1]: n for n in names if "/" in n and n.split("/", 1)[1]}
+        folder, count = "", 0
+        for candidate in _SUITE_FOLDERS:
+            count = sum(1 for rel in top if rel.startswith(candidate + "/")
+                        and _is_test_module(rel.rpartition("/")[2]))
+            if count:
+                folder = candidate
+                break
+        if not folder:
+            return None
+        files = [folder]
+        if "conftest.py" in top:
+            files.append("conftest.py")
+        for config, section in _PYTEST_CONFIG.items():
+            if config in top and (not section or section.encode() in read(top[config])):
+                files.append(config)
+                break  # pytest reads the first it finds; one is enough
+        requires = _test_requirements(top, read, project)
+    return Suite(folder, count, tuple(files), requires)
+
+
+def _is_test_module(leaf: str) -> bool:
+    return leaf.endswith(".py") and (leaf.startswith("test_") or leaf.endswith("_test.py"))
+
+
+def _test_requirements(top: dict[str, str], read: Callable[[str], bytes],
+                       project: str) -> tuple[str, ...]:
+    found: list[str] = []
+    pkg_info = read(top["PKG-INFO"]).decode("utf-8", "replace") if "PKG-INFO" in top else ""
+    for line in pkg_info.splitlines():
+        if line.startswith("Requires-Dist:"):
+            found += _extra_requirement(line.partition(":")[2].strip())
+    if "pyproject.toml" in top:
+        try:
+            pyproject = toml.loads(read(top["pyproject.toml"]).decode("utf-8", "replace"))
+        except toml.TOMLDecodeError:
+            pyproject = {}
+        project_table = pyproject.get("project")
+        optional = project_table.get("optional-dependencies") if isinstance(
+            project_table, dict) else None
+        groups = pyproject.get("dependency-groups")
+        for table in (optional, groups):
+            if isinstance(table, dict):
+                for extra in _TEST_EXTRAS:
+                    values = table.get(extra)
+                    if isinstance(values, list):
+                        found += [v for v in values if isinstance(v, str)]
+    for name in _REQUIREMENT_FILES:
+        if name in top:
+            for line in read(top[name]).decode("utf-8", "replace").splitlines():
+                line = line.split(" #", 1)[0].strip()
+                if line and not line.startswith(("#", "-")) and "://" not in line:
+                    found.append(line)
+    own = canonicalize_name(project)
+    wanted: dict[str, str] = {}
+    for text in ["pytest", *found]:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        name = canonicalize_name(req.name)
+        if name != own and (name not in wanted or text != "pytest"):
+            wanted[name] = str(req)  # the project's own pin of pytest wins over ours
+    return tuple(wanted.values())
+
+
+def _extra_requirement(text: str) -> list[str]:
+    """A Requires-Dist of a test extra, without its ``extra == …`` marker."""
+    try:
+        req = Requirement(text)
+    except InvalidRequirement:
+        return []
+    marker = str(req.marker) if req.marker else ""
+    if not any(f'extra == "{e}"' in marker for e in _TEST_EXTRAS):
+        return []
+    req.marker = None
+    return [str(req)]
+
+
 def parse_spec(spec: str) -> tuple[str, str | None]:
     """``NAME==VERSION`` (or just ``NAME`` for the newest release)."""
     try:
@@ -86,60 +189,6 @@ def parse_spec(spec: str) -> tuple[str, str | None]:
         raise UsageError(f"'{spec}' must pin one version with ==",
                          hint="for example: kiln recipe new markupsafe==2.1.5")
     return req.name, specs[0].version
-
-
-def guess_imports(archive: Path, project: str) -> tuple[str, ...]:
-    """Top-level import names, read from the sdist's file list (nothing is extracted)."""
-    with read_members(archive) as (names, read):
-        top_level = [n for n in names if n.endswith(".egg-info/top_level.txt")]
-        text = read(top_level[0]).decode("utf-8", "replace") if top_level else ""
-        rust_module = _maturin_module(names, read)
-    declared = [line.strip() for line in text.splitlines()
-                if line.strip() and not line.strip().startswith("_")]
-    if declared:
-        return tuple(dict.fromkeys(declared))
-    if rust_module:
-        return (rust_module,)
-    found: list[str] = []
-    for name in names:
-        parts = name.split("/")
-        if parts[-1] != "__init__.py" or len(parts) < 3:
-            continue
-        inner = parts[1:-1]
-        if inner and inner[0] == "src":
-            inner = inner[1:]
-        if len(inner) == 1 and inner[0] not in _NOT_PACKAGES and inner[0].isidentifier():
-            found.append(inner[0])
-    if not found:
-        modules = [n.split("/")[1].rsplit(".", 1)[0] for n in names
-                   if n.count("/") == 1 and n.endswith((".py", ".pyi"))]
-        found = [m for m in modules if m.isidentifier() and m not in _NOT_PACKAGES]
-    wanted = canonicalize_name(project).replace("-", "_")
-    found = sorted(dict.fromkeys(found), key=lambda m: (m.lower() != wanted, m))
-    return tuple(found[:1]) or (wanted,)
-
-
-def _maturin_module(names: list[str], read: Callable[[str], bytes]) -> str:
-    """A maturin project's import name: [tool.maturin] module-name, else the Rust library's."""
-    pyproject = sdist_pyproject(names, read)
-    if backend_of(pyproject) != "maturin":
-        return ""
-    tool = pyproject.get("tool")
-    maturin = tool.get("maturin") if isinstance(tool, dict) else None
-    module = maturin.get("module-name") if isinstance(maturin, dict) else None
-    if isinstance(module, str) and module:
-        return module.split(".", 1)[0]
-    top = {n.split("/", 1)[1]: n for n in names if n.count("/") == 1}
-    try:
-        cargo = toml.loads(read(top["Cargo.toml"]).decode("utf-8", "replace"))
-    except (KeyError, toml.TOMLDecodeError):
-        return ""
-    for table in ("lib", "package"):
-        value = cargo.get(table)
-        name = value.get("name") if isinstance(value, dict) else None
-        if isinstance(name, str) and name.replace("-", "_").isidentifier():
-            return name.replace("-", "_")
-    return ""
 
 
 def _choose_pythons(requires_python: str | None) -> tuple[str, ...]:
@@ -176,21 +225,29 @@ def new_recipe(spec: str, *, directory: Path, cache: Path, pythons: tuple[str, .
                           what=f"--url (checked against the index's sha256 of {sdist.filename})")
     archive = http.download(sdist.url, cache / "sdists" / sdist.sha256 / sdist.filename,
                             sha256=sdist.sha256, what=f"downloading {sdist.filename}")
-    imports = guess_imports(archive, name)
+    suite = find_suite(archive, name)
     notes = build_notes(archive)
     chosen = pythons or _choose_pythons(sdist.requires_python)
     project = canonicalize_name(page.name)
     path = output or directory / f"{project}.toml"
-    checks = tuple(f"python -c 'import {m}'" for m in imports)
     text = render_recipe(name=page.name, version=version, url=url or sdist.url,
                          sha256=sdist.sha256, pythons=chosen,
-                         targets=targets or (host_target().name,), test_commands=checks,
+                         targets=targets or (host_target().name,),
+                         test_commands=(suite.command,) if suite else (),
+                         test_requires=suite.requires if suite else (),
+                         test_files=suite.files if suite else (), smoke=True,
                          environment=dict(environment))
+    if suite is not None:
+        about = (f"# [test] runs the project's own suite ({suite.test_files} test files in "
+                 f"{suite.folder}/) against each built\n# wheel, copied out of the sdist "
+                 "([test] files) so it imports the wheel, not the source; smoke\n# also "
+                 "imports the wheel's compiled modules.\n")
+    else:
+        about = ("# The sdist ships no test suite: [test] smoke imports the built wheel's "
+                 "compiled\n# modules. Add [test] commands that exercise them.\n")
     text = (f"# kiln recipe for {page.name} {version}, written by `kiln recipe new {spec}`.\n"
-            "# [test] commands run against each built wheel: make them exercise the compiled\n"
-            "# code, not just import it.\n"
-            + "".join(f"# note: {line}\n" for note in notes
-                      for line in textwrap.wrap(note, 80)) + text)
+            + about + "".join(f"# note: {line}\n" for note in notes
+                              for line in textwrap.wrap(note, 80)) + text)
     parse_recipe(text, path)  # what we write must load
     try:
         if force:
@@ -201,6 +258,6 @@ def new_recipe(spec: str, *, directory: Path, cache: Path, pythons: tuple[str, .
         raise RecipeError(f"{path} already exists", hint="pass --force to replace it, or -o "
                           "to write elsewhere") from exc
     return NewRecipe(path=path, name=page.name, version=version, sdist=sdist, pythons=chosen,
-                     imports=imports, notes=notes)
+                     suite=suite, notes=notes)
 
 

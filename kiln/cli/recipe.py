@@ -59,12 +59,18 @@ def recipe_new(
     if json_output:
         print_json({"path": str(made.path), "name": made.name, "version": made.version,
                     "sdist": made.sdist.url, "sha256": made.sdist.sha256,
-                    "python": list(made.pythons), "imports": list(made.imports),
+                    "python": list(made.pythons),
+                    "suite": None if made.suite is None else {
+                        "folder": made.suite.folder, "test_files": made.suite.test_files,
+                        "files": list(made.suite.files), "requires": list(made.suite.requires),
+                        "command": made.suite.command},
                     "notes": list(made.notes)})
         return
+    tests = (f"tests: its own suite, {made.suite.test_files} test files in "
+             f"{made.suite.folder}/ ({made.suite.command})" if made.suite else
+             "tests: no suite in the sdist, the smoke test imports the wheel's compiled modules")
     out.print(f"wrote {made.path}: {made.name} {made.version}, CPython "
-              f"{', '.join(made.pythons)}, smoke test imports {', '.join(made.imports)}",
-              markup=False, highlight=False)
+              f"{', '.join(made.pythons)}; {tests}", markup=False, highlight=False)
     for note in made.notes:  # a note may hold "[repro]": no markup
         out.print(f"note: {note}", markup=False, highlight=False)
     out.print(f"next: kiln lock {made.path} && kiln build {made.path}", markup=False,

@@ -128,3 +128,96 @@ def test_test_files_must_be_paths_inside_the_sdist(run_kiln, tmp_path):
     recipe.write_text(recipe.read_text().replace('files = ["../etc"]', 'files = ["nope"]'))
     missing = _build(run_kiln, recipe, tmp_path / "wh")
     assert missing.returncode == 12 and "nope is not in" in missing.stdout
+
+
+def _serve_sdists(sdists) -> tuple[str, object]:
+    """A PEP 691 index on loopback listing each sdist under its project name."""
+    import http.server
+    import threading
+
+    state: dict[str, str] = {}
+    by_project = {s.name: s for s in sdists}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            name = self.path.strip("/").removeprefix("simple/")
+            if name in by_project:
+                s = by_project[name]
+                body = json.dumps({
+                    "meta": {"api-version": "1.0"}, "name": name, "versions": [s.version],
+                    "files": [{"filename": s.path.name,
+                               "url": f"{state['base']}/files/{s.path.name}",
+                               "hashes": {"sha256": s.sha256}, "requires-python": ">=3.8"}],
+                }).encode()
+                kind = "application/vnd.pypi.simple.v1+json"
+            elif self.path.startswith("/files/"):
+                s = next(x for x in sdists if x.path.name == self.path[len("/files/"):])
+                body, kind = s.path.read_bytes(), "application/gzip"
+            else:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state["base"] = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"{state['base']}/simple", server
+
+
+def test_recipe_new_finds_the_suite_and_the_build_runs_it(run_kiln, tmp_path):
+    """A new user's path: `recipe new` on an sdist that ships tests/ writes a [test] that
+    runs them against the wheel; one without a suite gets the compiled-module smoke test,
+    never `import zope` of a namespace folder or `import x-stubs` of a stubs folder."""
+    from kiln import toml
+
+    suite = {**cext_files(), **{k: v.replace("{result}", "-1") for k, v in PYTEST_SUITE.items()},
+             "PKG-INFO": "Metadata-Version: 2.1\nName: cext-demo\nVersion: 1.0\n"
+                         "Provides-Extra: test\nRequires-Dist: pytest>=7; extra == \"test\"\n"
+                         "Requires-Dist: cext-demo[speed]; extra == \"test\"\n"}
+    with_tests = make_sdist(tmp_path / "sdists", "cext-demo", "1.0", suite)
+    bare_files = cext_files("nsdemo", "1.0", "nsdemo")
+    bare_files.update({
+        "nsdemo.egg-info/top_level.txt": "nsdemo\nnsdemo-stubs\nzope\n",
+        "zope/inner.py": "X = 1\n",
+        "nsdemo-stubs/__init__.pyi": "def add(a: int, b: int) -> int: ...\n",
+    })
+    bare = make_sdist(tmp_path / "sdists", "nsdemo", "1.0", bare_files)
+    index, server = _serve_sdists([with_tests, bare])
+    env = {"KILN_INDEX_URL": index}
+    try:
+        made = run_kiln("recipe", "new", "cext-demo==1.0", "--python", "3.11", "-o",
+                        tmp_path / "recipes" / "cext-demo.toml", "--url", with_tests.url,
+                        "--json", env=env, check=True)
+        found = json.loads(made.stdout)["suite"]
+        assert found["files"] == ["tests"] and found["test_files"] == 1
+        assert found["requires"] == ["pytest>=7"]
+        recipe = tmp_path / "recipes" / "cext-demo.toml"
+        test = toml.loads(recipe.read_text())["test"]
+        assert test["commands"] == ["python -m pytest tests"] and test["smoke"] is True
+        made = run_kiln("recipe", "new", "nsdemo==1.0", "--python", "3.11", "-o",
+                        tmp_path / "recipes" / "nsdemo.toml", "--url", bare.url, "--json",
+                        env=env, check=True)
+        assert json.loads(made.stdout)["suite"] is None
+        bare_recipe = tmp_path / "recipes" / "nsdemo.toml"
+        assert toml.loads(bare_recipe.read_text())["test"] == {"smoke": True}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    built = run_kiln("build", recipe, "-o", tmp_path / "wh", "--backend", "host", "--json")
+    assert built.returncode == 0, built.stderr
+    [result] = json.loads(built.stdout)
+    test = result["record"]["test"]
+    assert test["counts"]["passed"] == 3 and test["counts"]["skipped"] == 1, test
+    assert test["commands"][-1] == "python -c 'import cext_demo._speedups'"
+    smoke = run_kiln("build", bare_recipe, "-o", tmp_path / "wh", "--backend", "host", "--json")
+    assert smoke.returncode == 0, smoke.stderr
+    [result] = json.loads(smoke.stdout)
+    assert result["record"]["test"]["commands"] == ["python -c 'import nsdemo._speedups'"]

@@ -1,9 +1,10 @@
-"""`kiln recipe new` reads the sdist: the import name for its smoke test, and what will fail
-or surprise (unvendored Rust crates, meson-python's generated files)."""
+"""`kiln recipe new` reads the sdist: its own test suite, and what will fail or surprise
+(unvendored Rust crates, meson-python's generated files); the smoke test's modules come
+from the built wheel."""
 
 from __future__ import annotations
 
-from kiln.scaffold import build_notes, guess_imports
+from kiln.scaffold import build_notes, find_suite
 from tests.conftest import make_sdist
 
 MATURIN = """
@@ -57,27 +58,58 @@ def test_a_plain_setuptools_sdist_gets_no_notes(tmp_path):
     assert build_notes(broken) == ()
 
 
-def test_a_maturin_project_is_imported_by_its_module_name(tmp_path):
-    cargo = "[package]\nname = 'rpds-py'\n[lib]\nname = 'rpds'\n"
-    files = {"pyproject.toml": MATURIN, "Cargo.toml": cargo, "noxfile.py": "",
-             "rpds.pyi": ""}
-    assert guess_imports(make_sdist(tmp_path / "a", "rpds-py", "1.0", files).path,
-                         "rpds-py") == ("rpds",)
-    named = MATURIN + '\n[tool.maturin]\nmodule-name = "pkg._native"\n'
-    files = {"pyproject.toml": named, "Cargo.toml": cargo}
-    assert guess_imports(make_sdist(tmp_path / "b", "pkg", "1.0", files).path,
-                         "pkg") == ("pkg",)
+def test_the_suite_is_found_with_its_config_and_declared_requirements(tmp_path):
+    pyproject = SETUPTOOLS + """
+        [project]
+        name = "demo"
+        [project.optional-dependencies]
+        test = ["hypothesis>=6", "demo[extra]"]
+        docs = ["sphinx"]
+        [dependency-groups]
+        tests = ["pytest-timeout"]
+        [tool.pytest.ini_options]
+        addopts = "-ra"
+    """
+    files = {"pyproject.toml": pyproject, "conftest.py": "", "setup.cfg": "[metadata]\n",
+             "tests/test_a.py": "", "tests/helpers.py": "", "tests/sub/b_test.py": "",
+             "requirements-test.txt": "# pinned\nnumpy>=1.20  # arrays\n-r base.txt\n"}
+    found = find_suite(make_sdist(tmp_path, "demo", "1.0", files).path, "demo")
+    assert found is not None
+    assert (found.folder, found.test_files) == ("tests", 2)
+    assert found.files == ("tests", "conftest.py", "pyproject.toml")  # setup.cfg: no pytest
+    assert found.requires == ("pytest", "hypothesis>=6", "pytest-timeout", "numpy>=1.20")
+    assert found.command == "python -m pytest tests"
 
 
-def test_helper_scripts_are_not_taken_for_the_package(tmp_path):
-    files = {"pyproject.toml": SETUPTOOLS, "noxfile.py": "", "conftest.py": "",
-             "setup.py": "", "fastthing.py": ""}
-    assert guess_imports(make_sdist(tmp_path, "fast-thing", "1.0", files).path,
-                         "fast-thing") == ("fastthing",)
+def test_no_suite_without_test_modules(tmp_path):
+    files = {"pyproject.toml": SETUPTOOLS, "tests/data.txt": "", "test/helpers.py": "",
+             "demo/__init__.py": ""}
+    assert find_suite(make_sdist(tmp_path, "demo", "1.0", files).path, "demo") is None
 
 
-def test_egg_info_top_level_wins(tmp_path):
-    files = {"pyproject.toml": SETUPTOOLS, "src/crypto_pkg/__init__.py": "",
-             "pycryptodome.egg-info/top_level.txt": "Crypto\n_private\n"}
-    assert guess_imports(make_sdist(tmp_path, "pycryptodome", "1.0", files).path,
-                         "pycryptodome") == ("Crypto",)
+def _wheel(tmp_path, members):
+    import zipfile
+
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "demo-1.0-cp311-cp311-linux_x86_64.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name in members:
+            zf.writestr(name, "")
+    return path
+
+
+def test_the_smoke_test_imports_compiled_modules_not_namespaces_or_stubs(tmp_path):
+    from kiln.wheeltest import compiled_modules, importable_packages, smoke_command
+
+    wheel = _wheel(tmp_path, ["zope/interface/__init__.py",
+                              "zope/interface/_zope_interface_coptimizations.cpython-311-"
+                              "x86_64-linux-gnu.so", "rapidjson.cpython-311-x86_64-linux-gnu.so",
+                              "rapidjson-stubs/__init__.pyi", "demo.libs/libz-1a2b.so.1",
+                              "demo-1.0.data/scripts/tool", "demo-1.0.dist-info/METADATA"])
+    assert compiled_modules(wheel) == ("rapidjson",
+                                       "zope.interface._zope_interface_coptimizations")
+    assert smoke_command(wheel) == (
+        "python", "-c", "import rapidjson; import zope.interface._zope_interface_coptimizations")
+    pure = _wheel(tmp_path / "pure", ["zope/event/__init__.py", "pkg/__init__.py", "single.py",
+                                      "pkg-stubs/__init__.pyi", "demo-1.0.dist-info/RECORD"])
+    assert importable_packages(pure) == ("pkg", "single")
