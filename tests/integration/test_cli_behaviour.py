@@ -93,6 +93,42 @@ def test_json_errors_before_any_result_are_json(run_kiln, tmp_path):
     assert "error:" in result.stderr  # and the person at the terminal still reads it
 
 
+def test_json_even_when_the_command_line_is_wrong(run_kiln, tmp_path):
+    result = run_kiln("test", tmp_path / "no-such.whl", "--json")
+    assert result.returncode == 2
+    error = json.loads(result.stdout)["error"]
+    assert error["kind"] == "UsageError" and "no-such.whl" in error["message"]
+    assert error["exit_code"] == 2 and error["hint"]
+    assert "no-such.whl" in result.stderr  # the person at the terminal reads it there
+    unknown = run_kiln("build", tmp_path / "x.toml", "--json", "--no-such-option")
+    assert unknown.returncode == 2
+    assert "--no-such-option" in json.loads(unknown.stdout)["error"]["message"]
+    plain = run_kiln("build", tmp_path / "x.toml", "--no-such-option")
+    assert plain.returncode == 2 and plain.stdout == ""
+
+
+STAMPED_SETUP = """
+    import pathlib, time
+    pathlib.Path("stamp_demo/_when.py").write_text(f"WHEN = {time.time_ns()!r}\\n")
+    from setuptools import setup
+    setup(name="stamp-demo", version="1.0", packages=["stamp_demo"])
+"""
+
+
+def test_a_failed_repro_check_prints_only_json(run_kiln, tmp_path):
+    sdist = make_sdist(tmp_path / "sdists", "stamp-demo", "1.0", {
+        "pyproject.toml": cext_files()["pyproject.toml"], "setup.py": STAMPED_SETUP,
+        "stamp_demo/__init__.py": ""})
+    recipe = tmp_path / "recipes" / "stamp-demo.toml"
+    recipe.parent.mkdir(parents=True)
+    recipe.write_text(recipe_text(sdist))
+    result = run_kiln("build", "--check-repro", recipe, "-o", tmp_path / "wh", "--json")
+    assert result.returncode == 13, result.stderr
+    (row,) = json.loads(result.stdout)  # stdout is the JSON and nothing else
+    assert row["error"]["exit_code"] == 13 and row["error"]["report"].endswith(".repro.json")
+    assert "error:" in result.stderr
+
+
 def test_kiln_test_without_tests_says_what_to_do(run_kiln, cext_recipe, tmp_path):
     import zipfile
 
