@@ -214,8 +214,8 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     try:
         data = toml.loads(text)
     except toml.TOMLDecodeError as exc:
-        raise check.fail("TOML", str(exc), hint="fix the syntax; see DESIGN.md for the format") \
-            from exc
+        raise check.fail("TOML", str(exc),
+                         hint="fix the syntax; README.md (Recipes) shows the format") from exc
     check.tables(data)
     package, source = data["package"], data["source"]
     build = data.get("build", {})

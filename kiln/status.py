@@ -330,7 +330,9 @@ def collect_status(paths: Sequence[Path], *, wheelhouse: Path, audit_repo: Path 
                                                 pythons=(), targets=(), system_requires=(),
                                                 description="", error=exc.message))
             # Listed, never dropped: a recipe kiln cannot read is one the catalogue lacks.
-            why = exc.message + (f" ({exc.hint})" if exc.hint else "")
+            # Its row names the file; the folder is in ``recipes`` (``path``, ``error``).
+            why = (exc.message.replace(f"{path}: ", f"{path.name}: ", 1)
+                   + (f" ({exc.hint})" if exc.hint else ""))
             status.cells.append(Cell(recipe=path.stem, name=path.stem, version="", python="",
                                      target="", result="invalid", why=why))
             continue

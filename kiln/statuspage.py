@@ -46,6 +46,8 @@ def result_text(cell: Cell) -> str:
     text = "built (from cache)" if cell.result == "cached" else cell.result
     if cell.result == "reused" and cell.why:
         text += f" ({cell.why})"
+    if cell.result == "invalid" and cell.why:
+        text += f": {cell.why}"  # the row of a recipe kiln cannot read says why
     if cell.audit == "conflict":
         text += " (audit: builders disagree)"
     elif cell.audit == "recorded" and cell.result != "recorded":

@@ -52,9 +52,8 @@ def status(
         return
     table(None, list(COLUMNS), [cell_row(c) for c in found.cells])
     for cell in found.cells:
-        if cell.result in FAILED:
-            where = (f"{cell.name} {cell.version} ({cell.python}, {cell.target})"
-                     if cell.python else f"{cell.recipe} (invalid recipe)")
+        if cell.result in FAILED and cell.result != "invalid":  # an invalid row says why
+            where = f"{cell.name} {cell.version} ({cell.python}, {cell.target})"
             err.print(Text.assemble((f"{where}: ", "bold"), cell.why))
     for problem in found.problems:
         err.print(Text(f"note: {problem}", style="dim"))

@@ -14,6 +14,21 @@ def error_lines(stderr: str) -> list[str]:
     return [line for line in stderr.splitlines() if line.startswith(("error:", "hint:"))]
 
 
+def table_rows(stdout: str) -> dict[str, list[str]]:
+    """A printed table's rows by their first cell, each cell's folded lines joined."""
+    rows: dict[str, list[str]] = {}
+    last: list[str] = []
+    for line in stdout.splitlines():
+        if not line.startswith("│"):
+            continue
+        cells = [c.strip() for c in line.strip("│").split("│")]
+        if cells[0]:
+            last = rows.setdefault(cells[0], cells)
+        else:
+            last[:] = [f"{a} {b}" if b else a for a, b in zip(last, cells, strict=True)]
+    return rows
+
+
 def test_bad_recipe_is_one_line_with_a_hint_and_exit_2(run_kiln, cext_recipe, tmp_path):
     cext_recipe.write_text(cext_recipe.read_text().replace("python = ", "pyhton = "))
     result = run_kiln("build", cext_recipe, "-o", tmp_path / "wh")
@@ -147,6 +162,25 @@ def test_kiln_test_without_tests_says_what_to_do(run_kiln, cext_recipe, tmp_path
     assert "tests not run: the recipe has no [test] commands" in lines[0]
     assert lines[1].startswith("hint: add commands to the recipe's [test]")
     assert "log:" not in result.stderr  # the log is empty: the error does not point at it
+
+
+def test_status_lists_a_recipe_it_cannot_read_with_the_reason(run_kiln, cext_recipe, tmp_path):
+    recipes = cext_recipe.parent
+    (recipes / "typo.toml").write_text(cext_recipe.read_text().replace("python = ", "pyhton = "))
+    (recipes / "torn.toml").write_text("[package\nname = ")
+    result = run_kiln("status", recipes, "-w", tmp_path / "wh", "--no-audit")
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout)
+    assert rows["typo"][4].startswith("invalid: typo.toml: [build] pyhton: unknown key")
+    assert rows["torn"][4].startswith("invalid: torn.toml: TOML: ")
+    assert "README.md (Recipes)" in rows["torn"][4]  # a hint that points at a real page
+    assert rows["cext-demo"][4] == "not built"
+    assert "typo" not in result.stderr  # said once, in the table
+    assert "3 recipe(s) (2 invalid: not read), 1 builds" in result.stdout
+    as_json = json.loads(run_kiln("status", recipes, "-w", tmp_path / "wh", "--no-audit",
+                                  "--json").stdout)
+    invalid = {c["recipe"]: c["why"] for c in as_json["cells"] if c["result"] == "invalid"}
+    assert sorted(invalid) == ["torn", "typo"] and "pyhton: unknown key" in invalid["typo"]
 
 
 def test_recipe_check(run_kiln, cext_recipe, tmp_path):
