@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +28,25 @@ _TAIL_LINES = 30
 # Lines a tool prints around its output rather than about the failure: setuptools-rust's
 # "-- Output captured from stdout:" (its cargo output follows, often empty), rules of dashes.
 SCAFFOLDING = re.compile(r"\s*(?:-- Output captured from std(?:out|err):?|[-=*_~]{3,})\s*\Z")
+_QUOTED_WIDTH = 200
+
+
+def last_said(lines: Iterable[str], count: int = 1) -> list[str]:
+    """The last ``count`` lines of a program's output that say something: not blank, not
+    scaffolding, not the ``+ argv`` line kiln writes to a log before each command."""
+    said = [line.rstrip() for line in lines
+            if line.strip() and not SCAFFOLDING.match(line) and not line.startswith("+ ")]
+    return said[-count:]
+
+
+def quote(lines: Iterable[str], count: int = 5) -> str:
+    """The last lines a program printed, indented under a heading, for a hint."""
+    said = last_said(lines, count)
+    if not said:
+        return "it printed nothing"
+    shown = [line if len(line) <= _QUOTED_WIDTH else line[:_QUOTED_WIDTH] + "…"
+             for line in said]
+    return "its last lines:\n" + "\n".join(f"  {line}" for line in shown)
 
 
 class CancelScope:
@@ -182,8 +201,7 @@ def run(
         reporter().finished(args, returncode, time.monotonic() - started)
     finished = Finished(args, returncode, "\n".join(tail))
     if check and returncode != 0:
-        last = next((line for line in reversed(tail) if line.strip()
-                     and not SCAFFOLDING.match(line)), "no output")
+        last = (last_said(tail) or ["no output"])[-1]
         msg = f"{what} failed (exit {returncode}): {last.strip()}"
         raise error(msg, hint=hint, log=log)
     return finished

@@ -137,8 +137,10 @@ def run_suite(commands: Sequence[tuple[str, ...]], wrap: Callable[[tuple[str, ..
         report = f".kiln-junit-{i}.xml"
         run = instrument(argv, scratch / report, f"{inside}/{report}")
         output = scratch.parent / f"test-output-{i}.log"
-        finished = proc.run(wrap(run.argv), env=env, log=output, cwd=scratch, check=False,
-                            what=f"{what} `{proc.render(argv)}`", error=WheelTestError)
+        # Unbuffered: a traceback and the lines printed before it reach the log in order.
+        finished = proc.run(wrap(run.argv), env={**env, "PYTHONUNBUFFERED": "1"}, log=output,
+                            cwd=scratch, check=False, what=f"{what} `{proc.render(argv)}`",
+                            error=WheelTestError)
         text = output.read_text(encoding="utf-8", errors="replace")
         with log.open("a", encoding="utf-8") as fh:
             fh.write(text)
@@ -146,7 +148,7 @@ def run_suite(commands: Sequence[tuple[str, ...]], wrap: Callable[[tuple[str, ..
         counted.append(counts)
         if finished.returncode != 0 or (counts is not None and counts.failed):
             raise WheelTestError(_failure(what, argv, finished.returncode, counts, text),
-                                 hint=f"the tests' output is in {log}", log=log)
+                                 hint=proc.quote(text.splitlines()), log=log)
     return total(counted)
 
 

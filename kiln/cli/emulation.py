@@ -53,6 +53,38 @@ def wheel_target_and_python(wheel: Path, python: str | None) -> tuple[Target, st
     return target, f"3.{versions[0]}"
 
 
+_SYSTEMS = {"linux": "Linux", "macos": "macOS"}
+_MANYLINUX = re.compile(r"manylinux_(\d+)_(\d+)_")
+
+
+def refuse_unrunnable(wheel: Path, target: Target) -> None:
+    """Refuse a wheel this host cannot run, not even under qemu-user (which runs another
+    processor's programs, not another system's), saying where it can be tested."""
+    host = host_target()
+    if target.os != host.os:
+        raise UnsupportedError(
+            f"{wheel.name} is a {target.name} wheel, and this {_SYSTEMS.get(host.os, host.os)} "
+            "host runs none (qemu-user emulates other processors, not other systems)",
+            hint=f"test it on a {_SYSTEMS.get(target.os, target.os)} machine: kiln test "
+                 f"{wheel.name}")
+    name = parse_name(wheel.name)
+    if target != host or name.is_pure:
+        return
+    from packaging.tags import platform_tags
+
+    if set(name.platform_tags) & set(platform_tags()):
+        return
+    tag = name.platform_tags[0]
+    if tag.startswith("musllinux"):
+        where = "a musl-based Linux (Alpine, for one)"
+    elif m := _MANYLINUX.match(tag):
+        where = f"a Linux with glibc {m.group(1)}.{m.group(2)} or newer"
+    else:
+        where = f"a machine that installs {tag} wheels"
+    raise UnsupportedError(f"{wheel.name}: this host cannot install a {tag} wheel",
+                           hint=f"test it on {where}")
+
+
 def import_smoke_test(wheel: Path) -> TestSpec:
     """Without a recipe: import every top-level module the wheel installs."""
     modules: set[str] = set()
@@ -93,6 +125,7 @@ def test_command(
 
     wheel = wheel.absolute()
     target, minor = wheel_target_and_python(wheel, python)
+    refuse_unrunnable(wheel, target)
     spec = load_recipe(recipe).test if recipe else import_smoke_test(wheel)
     root = cache_dir(cache)
     index = index_options(index_url, find_links, no_index)

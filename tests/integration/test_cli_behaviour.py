@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import platform
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import cext_files, make_sdist, recipe_text
+
+HOST_ARCH = platform.machine()
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -145,15 +149,7 @@ def test_a_failed_repro_check_prints_only_json(run_kiln, tmp_path):
 
 
 def test_kiln_test_without_tests_says_what_to_do(run_kiln, cext_recipe, tmp_path):
-    import zipfile
-
-    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        zf.writestr("demo/__init__.py", "")
-        zf.writestr("demo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo\n"
-                                                   "Version: 1.0\n")
-        zf.writestr("demo-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nTag: py3-none-any\n")
-        zf.writestr("demo-1.0.dist-info/RECORD", "")
+    wheel = demo_wheel(tmp_path)
     cext_recipe.write_text(cext_recipe.read_text().split("[test]")[0])
     result = run_kiln("test", wheel, "--recipe", cext_recipe, "-p", "3.11",
                       "--cache-dir", tmp_path / "c")
@@ -162,6 +158,50 @@ def test_kiln_test_without_tests_says_what_to_do(run_kiln, cext_recipe, tmp_path
     assert "tests not run: the recipe has no [test] commands" in lines[0]
     assert lines[1].startswith("hint: add commands to the recipe's [test]")
     assert "log:" not in result.stderr  # the log is empty: the error does not point at it
+
+
+def demo_wheel(folder: Path, tag: str = "py3-none-any") -> Path:
+    """A wheel of one empty module, ``demo``, tagged ``tag``."""
+    import zipfile
+
+    wheel = folder / f"demo-1.0-{tag}.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("demo/__init__.py", "")
+        zf.writestr("demo-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: demo\n"
+                                                   "Version: 1.0\n")
+        zf.writestr("demo-1.0.dist-info/WHEEL", f"Wheel-Version: 1.0\nTag: {tag}\n")
+        zf.writestr("demo-1.0.dist-info/RECORD", "")
+    return wheel
+
+
+def test_a_failed_test_command_quotes_what_it_printed(run_kiln, cext_recipe, tmp_path):
+    wheel = demo_wheel(tmp_path)
+    cext_recipe.write_text(cext_recipe.read_text().split("[test]")[0] + "[test]\ncommands = "
+                           "[\"python -c 'import demo; print(41001); assert False'\"]\n")
+    result = run_kiln("test", wheel, "--recipe", cext_recipe, "-p", "3.11",
+                      "--cache-dir", tmp_path / "c")
+    assert result.returncode == 12, result.stderr
+    error, hint = result.stderr[result.stderr.index("error:"):].split("hint:")
+    assert error.rstrip().endswith("AssertionError")
+    assert "41001" in hint.split("log:")[0]  # what the command printed, not where it went
+    assert "output is in" not in result.stderr
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a Linux host's view of other wheels")
+def test_kiln_test_refuses_a_wheel_this_host_cannot_run_and_says_where(run_kiln, tmp_path):
+    mac = run_kiln("test", demo_wheel(tmp_path, "cp311-cp311-macosx_11_0_arm64"),
+                   "--cache-dir", tmp_path / "c")
+    assert mac.returncode == 64
+    lines = error_lines(mac.stderr)
+    assert [x.split(":")[0] for x in lines] == ["error", "hint"]
+    assert "macos-arm64" in lines[0] and "macOS" in lines[1]
+    assert "qemu-user-static" not in mac.stderr  # installing qemu would not help
+    musl = run_kiln("test", demo_wheel(tmp_path, f"cp311-cp311-musllinux_1_2_{HOST_ARCH}"),
+                    "--cache-dir", tmp_path / "c")
+    if platform.libc_ver()[0] == "glibc":
+        assert musl.returncode == 64, musl.stderr
+        lines = error_lines(musl.stderr)
+        assert "musllinux_1_2" in lines[0] and "musl" in lines[1]
 
 
 def test_status_lists_a_recipe_it_cannot_read_with_the_reason(run_kiln, cext_recipe, tmp_path):
