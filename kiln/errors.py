@@ -190,6 +190,12 @@ class BuildersDisagreeError(VerificationError):
     exit_code = 29
 
 
+class TestsNotVerifiedError(VerificationError):
+    """``--require-tests``: no signed test result that passed, by a trusted signer."""
+
+    exit_code = 31
+
+
 class AuditError(KilnError):
     """The audit branch could not be read or written."""
 

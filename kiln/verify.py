@@ -29,6 +29,7 @@ from kiln.errors import (
     SignatureError,
     SignerMismatchError,
     SubjectNameError,
+    TestsNotVerifiedError,
     UsageError,
     VerificationError,
     WheelDigestError,
@@ -137,6 +138,7 @@ class VerifiedWheel:
     reproducible: bool | None = None
     repro_digests: list[str] = field(default_factory=list)
     tests_passed: bool | None = None
+    signed_tests: VerifiedTests | None = None  # with --require-tests
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -149,7 +151,9 @@ class VerifiedWheel:
             "recipe": self.recipe, "recipeSha256": self.recipe_sha256,
             "python": self.python, "target": self.target,
             "reproducible": self.reproducible, "reproDigests": list(self.repro_digests),
-            "testsPassed": self.tests_passed, "statement": self.statement,
+            "testsPassed": self.tests_passed,
+            "signedTests": self.signed_tests.to_json() if self.signed_tests else None,
+            "statement": self.statement,
         }
 
 
@@ -467,3 +471,87 @@ def summarise(wheel: Path, digest: str, statement: dict[str, Any],
         reproducible=repro.get("reproducible"), repro_digests=list(repro.get("digests") or []),
         tests_passed=tests.get("passed") if tests.get("ran") else None,
     )
+
+
+# --------------------------------------------------------------------------- test results
+
+@dataclass(frozen=True)
+class VerifiedTests:
+    """A signed test result that verified: what it says and who signed it."""
+
+    summary: str  # "passed (412)"
+    statement: dict[str, Any]
+    signature: VerifiedSignature
+
+    def to_json(self) -> dict[str, Any]:
+        predicate = self.statement.get("predicate") or {}
+        return {"summary": self.summary, "result": predicate.get("result"),
+                "counts": predicate.get("counts"), "commands": predicate.get("commands"),
+                "configuration": predicate.get("configuration"),
+                "signature": self.signature.to_json()}
+
+
+def find_test_results(wheel: Path, audit_repo: Path | None = None) -> list[FoundAttestation]:
+    """The signed test results beside ``wheel``, else the ones its audit record keeps."""
+    from kiln.testreport import TESTS_SUFFIXES
+
+    found = [FoundAttestation.from_path(p) for p in
+             (wheel.with_name(wheel.name + s) for s in TESTS_SUFFIXES) if p.is_file()]
+    if found:
+        return found
+    from kiln.audit import attestations_for
+    from kiln.errors import AuditError
+
+    try:
+        return attestations_for(wheel, repo=audit_repo, tests=True)
+    except AuditError:
+        return []
+
+
+def verify_tests(wheel: Path, policies: Sequence[VerifyPolicy],
+                 found: Sequence[FoundAttestation] | None = None,
+                 audit_repo: Path | None = None) -> VerifiedTests:
+    """A test result for ``wheel``'s very bytes, signed by one of ``policies``, that passed;
+    TestsNotVerifiedError when there is none (a result by someone else does not count), and
+    the signature errors of ``kiln verify`` when one was altered."""
+    from kiln.testreport import TEST_RESULT_TYPE, TESTS_DSSE_SUFFIX, describe
+
+    results = list(found) if found is not None else find_test_results(wheel, audit_repo)
+    if not results:
+        raise TestsNotVerifiedError(
+            f"{wheel.name}: no signed test result (looked for {wheel.name}{TESTS_DSSE_SUFFIX} "
+            "and .tests.sigstore.json beside it, and on the audit branch)",
+            hint="build it with its tests and sign it (`kiln build --sign-key`, `kiln sign`)")
+    digest = sha256_file(wheel)
+    failed: list[str] = []
+    for policy in policies:
+        for att in results:
+            try:
+                if policy.key is not None:
+                    if att.kind != "dsse":
+                        continue
+                    statement = verify_envelope(att.data, policy.key, origin=att.origin)
+                    signature = VerifiedSignature(
+                        kind="dsse", origin=att.origin,
+                        signer=f"key {keyid(load_public_key(policy.key))}")
+                elif att.kind == "dsse":
+                    continue
+                else:
+                    statement, signature = verify_sigstore_attestation(att, policy)[0]
+            except SignerMismatchError:
+                continue  # another signer's result: not ours to count
+            if statement.get("predicateType") != TEST_RESULT_TYPE:
+                continue
+            check_subject(statement, wheel.name, digest, att.origin)
+            said = describe(statement)
+            if (statement.get("predicate") or {}).get("result") == "PASSED":
+                return VerifiedTests(said, statement, signature)
+            failed.append(f"{said} ({att.origin})")
+    if failed:
+        raise TestsNotVerifiedError(f"{wheel.name}: its signed test result says {failed[0]}",
+                                    hint="do not install it; fix the failing tests and build "
+                                         "again")
+    raise TestsNotVerifiedError(
+        f"{wheel.name}: no test result signed by the trusted signer(s) "
+        f"({len(results)} by others)",
+        hint="pass the --key or --identity of the builder that ran the tests")

@@ -44,10 +44,11 @@ def audit_step(repo: Path, branch: str = DEFAULT_BRANCH) -> Callable[[JobResult]
     return record
 
 
-def attestations_for(wheel: Path, repo: Path | None = None,
-                     branch: str | None = None) -> list[FoundAttestation]:
-    """The signatures the audit branch keeps for ``wheel``: for ``kiln verify`` when none lie
-    beside it. Empty when there is no repository, branch or record.
+def attestations_for(wheel: Path, repo: Path | None = None, branch: str | None = None,
+                     *, tests: bool = False) -> list[FoundAttestation]:
+    """The signatures the audit branch keeps for ``wheel`` (with ``tests``, its signed test
+    results): for ``kiln verify`` when none lie beside it. Empty when there is no
+    repository, branch or record.
     """
     from kiln.files import sha256_file
     from kiln.verify import FoundAttestation
@@ -57,4 +58,4 @@ def attestations_for(wheel: Path, repo: Path | None = None,
         return []
     return [FoundAttestation.from_bytes(json.dumps(sig.content).encode(),
                                         f"the audit branch's record of {wheel.name} ({sig.file})")
-            for sig in record.signatures]
+            for sig in (record.test_results if tests else record.signatures)]

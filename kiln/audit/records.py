@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from kiln import __version__
 from kiln.errors import AuditError
@@ -39,6 +39,7 @@ AUDIT_RECORD_KIND = "https://kiln.dev/audit-record/v1"
 IN_TOTO_PAYLOAD = "application/vnd.in-toto+json"
 # What may sit beside a wheel, and what kind of signature each file holds.
 SIGNATURE_FILES = ((".dsse.json", "dsse"), (".sigstore.json", "sigstore"))
+TEST_RESULT_FILES = ((".tests.dsse.json", "dsse"), (".tests.sigstore.json", "sigstore"))
 
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 # Wheel filenames are the only user-influenced part of a record's path: keep them plain.
@@ -109,6 +110,8 @@ class AuditRecord(Model):
     signatures: list[RecordedSignature]
     recorded_at: datetime
     recorded_by: str
+    # The signed test results beside the wheel (W.tests.dsse.json, W.tests.sigstore.json).
+    test_results: list[RecordedSignature] = Field(default_factory=list)
 
     def envelope(self) -> dict[str, Any] | None:
         """The DSSE envelope signed with a key, if the wheel has one."""
@@ -271,9 +274,10 @@ def subjects_name(statement: dict[str, Any], filename: str, sha256: str) -> bool
     return False
 
 
-def _signatures_beside(wheel: Path) -> list[RecordedSignature]:
+def _signatures_beside(wheel: Path, files: tuple[tuple[str, str], ...] = SIGNATURE_FILES
+                       ) -> list[RecordedSignature]:
     found = []
-    for suffix, kind in SIGNATURE_FILES:
+    for suffix, kind in files:
         path = wheel.with_name(wheel.name + suffix)
         if not path.exists():
             continue
@@ -321,6 +325,13 @@ def record_for_wheel(wheel: Path, now: datetime | None = None) -> AuditRecord:
                              hint="the signature belongs to another wheel; sign this one again")
     if not subjects_name(statement, wheel.name, artifact.sha256):
         raise AuditError(f"{wheel}: the provenance statement does not name this wheel")
+    test_results = _signatures_beside(wheel, TEST_RESULT_FILES)
+    for sig in test_results:
+        if not subjects_name(statement_of(envelope_of(sig), sig.file), wheel.name,
+                             artifact.sha256):
+            raise AuditError(f"{wheel.with_name(sig.file)}: the signed test result does not "
+                             f"name {wheel.name} with sha256 {artifact.sha256[:12]}…",
+                             hint="it belongs to another build; sign this wheel again")
     project, version = wheel_folder(wheel.name)
     return AuditRecord(
         wheel=WheelDigest(filename=wheel.name, sha256=artifact.sha256, size=artifact.size),
@@ -331,6 +342,7 @@ def record_for_wheel(wheel: Path, now: datetime | None = None) -> AuditRecord:
         signatures=signatures,
         recorded_at=now or datetime.now(timezone.utc).replace(microsecond=0),
         recorded_by=f"kiln {__version__}",
+        test_results=test_results,
     )
 
 

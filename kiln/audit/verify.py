@@ -29,7 +29,7 @@ from kiln.audit.records import (
     subjects_name,
     witness_path,
 )
-from kiln.errors import AuditError, KilnError
+from kiln.errors import AuditError, KilnError, SignerMismatchError
 from kiln.files import sha256_file
 
 Severity = Literal["failure", "conflict", "note"]
@@ -240,6 +240,18 @@ def _check_record(record: AuditRecord, filename: str, alt_sha: str | None, commi
             report.fail(where, f"the statement differs from the one {sig.file} signs")
         if claimed != sig.signed_by:
             report.fail(where, f"signed_by says {sig.signed_by!r}, the signature {claimed!r}")
+    for sig in record.test_results:
+        try:
+            tested = statement_of(envelope_of(sig), sig.file)
+            claimed = signer_of(sig.type, sig.content, sig.file)
+        except AuditError as exc:
+            report.fail(where, exc.message)
+            continue
+        if not subjects_name(tested, wheel.filename, wheel.sha256):
+            report.fail(where, f"{sig.file}: the test result does not name this wheel and "
+                               "digest")
+        if claimed != sig.signed_by:
+            report.fail(where, f"signed_by says {sig.signed_by!r}, the signature {claimed!r}")
 
 
 def _check_signatures(record: AuditRecord, check: SignatureCheck, where: str,
@@ -266,6 +278,18 @@ def _check_signatures(record: AuditRecord, check: SignatureCheck, where: str,
     if checked == 0:
         kinds = ", ".join(f"{s.type} ({s.signed_by})" for s in record.signatures)
         report.fail(where, f"no signature the policy can check: the record has {kinds}")
+    for sig in record.test_results:  # a test result the policy can check must verify
+        try:
+            tested = check(sig)
+        except SignerMismatchError:
+            continue  # another signer's: its provenance signature is reported above
+        except KilnError as exc:
+            report.fail(where, f"{sig.file}: {exc.message}")
+            continue
+        if tested is not None and not subjects_name(tested, record.wheel.filename,
+                                                    record.wheel.sha256):
+            report.fail(where, f"{sig.file}: the signed test result does not name "
+                               f"{record.wheel.filename} with its sha256")
     return checked
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -103,6 +104,9 @@ def _rows(v: Any) -> list[list[str]]:
         rows.append(["reproducible", repro])
         rows.append(["tests", "passed" if v.tests_passed else
                      "not run" if v.tests_passed is None else "FAILED"])
+    if v.signed_tests is not None:
+        rows.append(["tests (signed result)",
+                     f"{v.signed_tests.summary}\nsigned by {v.signed_tests.signature.signer}"])
     return rows
 
 
@@ -162,6 +166,11 @@ def verify(
         "--audit-repo", envvar="KILN_AUDIT_REPO",
         help="When nothing lies beside a wheel, look for its signatures on the audit branch "
              "of this repository (default: the current folder's).")] = None,
+    require_tests: Annotated[bool, typer.Option(
+        "--require-tests", envvar="KILN_REQUIRE_TESTS",
+        help="Also require a signed test result (W.tests.dsse.json or W.tests.sigstore.json, "
+             "or the audit branch's copy) by a trusted signer, for these bytes, that passed.")
+    ] = False,
     audit_branch: Annotated[list[str] | None, typer.Option(
         "--audit-branch",
         help="With --quorum: read the signatures recorded on this branch of the audit "
@@ -178,13 +187,14 @@ def verify(
     if quorum is not None or len(keys) > 1 or len(identities) > 1 or len(issuers) > 1:
         _verify_quorum(wheels, keys, identities, issuers, quorum or 1, offline=offline,
                        staging=staging, bundle=bundle, audit_repo=audit_repo,
-                       branches=audit_branch or [], json_output=json_output)
+                       branches=audit_branch or [], json_output=json_output,
+                       require_tests=require_tests)
         return
     if audit_branch:
         raise UsageError("--audit-branch counts builders: it goes with --quorum N",
                          hint="kiln verify WHEEL --quorum 2 --key a.pub --key b.pub "
                               "--audit-branch audit --audit-branch rebuilder-audit")
-    from kiln.verify import VerifyPolicy, verify_wheel
+    from kiln.verify import VerifyPolicy, verify_tests, verify_wheel
 
     policy = VerifyPolicy(key=keys[0] if keys else None,
                           identity=identities[0] if identities else None,
@@ -199,7 +209,11 @@ def verify(
         try:
             found = (bundle if bundle is not None or audit_repo is None
                      else _beside_or_recorded(wheel, audit_repo))
-            passed.append(verify_wheel(wheel, policy, attestation=found))
+            verified = verify_wheel(wheel, policy, attestation=found)
+            if require_tests:
+                verified = dataclasses.replace(
+                    verified, signed_tests=verify_tests(wheel, [policy], audit_repo=audit_repo))
+            passed.append(verified)
         except UsageError:
             raise
         except KilnError as exc:
@@ -234,10 +248,10 @@ def _fail(failed: list[tuple[Path, KilnError]], total: int, json_output: bool) -
 def _verify_quorum(wheels: list[Path], keys: list[Path], identities: list[str],
                    issuers: list[str], needed: int, *, offline: bool, staging: bool,
                    bundle: Path | None, audit_repo: Path | None, branches: list[str],
-                   json_output: bool) -> None:
+                   json_output: bool, require_tests: bool = False) -> None:
     """``kiln verify --quorum N``: each wheel needs N of the trusted signers, none against."""
     from kiln.quorum import anchors_from, check_branches, check_quorum
-    from kiln.verify import FoundAttestation
+    from kiln.verify import FoundAttestation, VerifyPolicy, verify_tests
 
     anchors = anchors_from(keys, identities, issuers)
     check_branches(audit_repo, branches)
@@ -246,6 +260,7 @@ def _verify_quorum(wheels: list[Path], keys: list[Path], identities: list[str],
                          hint="verify the wheels one at a time with their own --bundle")
     extra = [FoundAttestation.from_path(bundle)] if bundle is not None else []
     results, failed = [], []
+    tested: dict[Path, Any] = {}
     for wheel in wheels:
         try:
             result = check_quorum(wheel, anchors, needed, offline=offline, staging=staging,
@@ -259,9 +274,19 @@ def _verify_quorum(wheels: list[Path], keys: list[Path], identities: list[str],
         problem = result.problem()
         if problem is not None:
             failed.append((wheel, problem))
+        elif require_tests:
+            policies = [VerifyPolicy(key=a.key, identity=a.identity, issuer=a.issuer,
+                                     offline=offline, staging=staging) for a in anchors]
+            try:
+                tested[wheel] = verify_tests(wheel, policies, audit_repo=audit_repo)
+            except KilnError as exc:
+                failed.append((wheel, exc))
     if json_output:
         done = {r.wheel for r in results}
-        print_json([r.to_json() for r in results]
+        print_json([{**r.to_json(), "signedTests": tested[r.wheel].to_json()
+                     if r.wheel in tested else None,
+                     **({"verified": False} if any(w == r.wheel for w, _ in failed) else {})}
+                    for r in results]
                    + [_failure_json(w, e) for w, e in failed if w not in done])
     else:
         for r in results:

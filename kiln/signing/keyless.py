@@ -136,6 +136,20 @@ class KeylessSigner:
     identity: str
     issuer: str
 
+    def sign_statement(self, statement: Mapping[str, Any], target: Path, what: str) -> Path:
+        """Write a Sigstore bundle over one more statement (the test result) to ``target``."""
+        from sigstore.dsse import Statement
+
+        failures: tuple[type[BaseException], ...] = (*_sigstore_failures(), ValueError)
+        try:
+            bundle = self.signer.sign_dsse(Statement(statement_bytes(statement)))
+        except failures as exc:
+            raise SigningError(f"{what}: Sigstore signing failed: {exc}",
+                               hint="check the network path to Sigstore (Fulcio, Rekor) and "
+                                    "that the certificate has not expired") from exc
+        write_atomic(target, bundle.to_json())
+        return target
+
     def sign(self, statement: Mapping[str, Any], wheel: Path) -> KeylessOutputs:
         """Write ``W.sigstore.json`` (kiln's statement) and ``W.publish.attestation`` (PEP 740)."""
         import pypi_attestations

@@ -17,6 +17,7 @@ from kiln.provenance import build_statement
 from kiln.record import BuildRecord, load_record, record_path
 from kiln.signing.keyless import KeylessOutputs, keyless_signer
 from kiln.signing.keys import keyid, load_private_key, sign_with_key, write_envelope
+from kiln.testreport import test_statement, tests_bundle_path, tests_dsse_path
 
 if TYPE_CHECKING:
     from kiln.pipeline import JobResult
@@ -58,15 +59,30 @@ def statement_for_wheel(wheel: Path, record: BuildRecord | None = None) -> dict[
     return build_statement(record)
 
 
+def tests_for_wheel(wheel: Path, record: BuildRecord | None = None) -> dict[str, Any] | None:
+    """The test-result statement for ``wheel`` (checked like its provenance), or None when
+    its tests did not run."""
+    record = record if record is not None else load_record(record_path(wheel))
+    statement_for_wheel(wheel, record)  # the same checks: this very wheel, unchanged
+    return test_statement(record, wheel.name)
+
+
 def sign_wheel_with_key(wheel: Path, key: Path | ec.EllipticCurvePrivateKey,
                         record: BuildRecord | None = None) -> SignedWheel:
-    """Write ``W.dsse.json``: the wheel's statement in a DSSE envelope signed with ``key``."""
+    """Write ``W.dsse.json``: the wheel's statement in a DSSE envelope signed with ``key``;
+    and ``W.tests.dsse.json``, its test result, when its tests ran."""
     private = load_private_key(key) if isinstance(key, Path) else key
+    record = record if record is not None else load_record(record_path(wheel))
     statement = statement_for_wheel(wheel, record)
     target = dsse_path(wheel)
     write_envelope(sign_with_key(statement, private), target)
+    files = [target]
+    tests = test_statement(record, wheel.name)
+    if tests is not None:
+        files.append(tests_dsse_path(wheel))
+        write_envelope(sign_with_key(tests, private), files[-1])
     return SignedWheel(wheel=wheel, sha256=statement["subject"][0]["digest"]["sha256"],
-                       method="key", signer=keyid(private.public_key()), files=(target,))
+                       method="key", signer=keyid(private.public_key()), files=tuple(files))
 
 
 def sign_wheels_with_key(wheels: list[Path], key: Path) -> list[SignedWheel]:
@@ -82,7 +98,14 @@ def sign_wheels_with_key(wheels: list[Path], key: Path) -> list[SignedWheel]:
 def _keyless(identity_token: str | None, staging: bool) -> Iterator[
         Callable[[Path], KeylessOutputs]]:
     with keyless_signer(identity_token, staging=staging) as signer:
-        yield lambda wheel: signer.sign(statement_for_wheel(wheel), wheel)
+        def sign(wheel: Path) -> KeylessOutputs:
+            done = signer.sign(statement_for_wheel(wheel), wheel)
+            tests = tests_for_wheel(wheel)
+            if tests is not None:
+                signer.sign_statement(tests, tests_bundle_path(wheel), wheel.name)
+            return done
+
+        yield sign
 
 
 def sign_wheels_keyless(wheels: list[Path], *, identity_token: str | None,
@@ -96,9 +119,11 @@ def sign_wheels_keyless(wheels: list[Path], *, identity_token: str | None,
         for wheel in wheels:
             reporter().stage("sign", f"{wheel.name} (Sigstore)")
             done = sign(wheel)
+            tests = tests_bundle_path(wheel)
             out.append(SignedWheel(wheel=wheel, sha256=sha256_file(wheel), method="sigstore",
                                    signer=f"{done.identity} ({done.issuer})",
-                                   files=(done.bundle, done.attestation)))
+                                   files=(done.bundle, done.attestation,
+                                          *((tests,) if tests.is_file() else ()))))
     return out
 
 

@@ -221,3 +221,62 @@ def test_recipe_new_finds_the_suite_and_the_build_runs_it(run_kiln, tmp_path):
     assert smoke.returncode == 0, smoke.stderr
     [result] = json.loads(smoke.stdout)
     assert result["record"]["test"]["commands"] == ["python -c 'import nsdemo._speedups'"]
+
+
+def test_the_test_result_is_signed_and_verify_requires_it(run_kiln, tmp_path):
+    """A second signed statement over the wheel's digest says what its tests found;
+    `kiln verify --require-tests` passes only with one that passed, by a trusted signer."""
+    import base64
+    import subprocess
+
+    keys = tmp_path / "keys"
+    for name in ("ci", "other"):
+        run_kiln("keygen", "-o", keys / name, check=True)
+    recipe = _recipe(tmp_path, PYTEST_SUITE, -1, '"python -m pytest tests"', '"pytest"')
+    built = run_kiln("build", recipe, "-o", tmp_path / "wh", "--backend", "host", "--json",
+                     "--sign-key", keys / "ci.key", check=True)
+    wheel = Path(json.loads(built.stdout)[0]["wheel"])
+    tests = wheel.with_name(wheel.name + ".tests.dsse.json")
+    statement = json.loads(base64.b64decode(json.loads(tests.read_text())["payload"]))
+    assert statement["predicateType"] == "https://kiln.dev/test-result/v1"
+    assert statement["predicate"]["result"] == "PASSED"
+    assert statement["predicate"]["counts"]["passed"] == 3
+
+    ok = run_kiln("verify", wheel, "--key", keys / "ci.pub", "--require-tests", "--json")
+    assert ok.returncode == 0, ok.stderr
+    signed = json.loads(ok.stdout)[0]["signedTests"]
+    assert signed["summary"] == "passed (3)" and signed["result"] == "PASSED"
+    shown = run_kiln("verify", wheel, "--key", keys / "ci.pub", "--require-tests")
+    assert "passed (3)" in shown.stdout
+
+    # Someone else's signature on a test result counts for nothing.
+    stranger = run_kiln("verify", wheel, "--key", keys / "other.pub", "--require-tests")
+    assert stranger.returncode != 0
+
+    # The result kept on the audit branch counts when none lies beside the wheel.
+    repo = tmp_path / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    run_kiln("audit", "record", wheel, check=True, cwd=repo)
+    kept = tests.read_bytes()
+    tests.unlink()
+    recorded = run_kiln("verify", wheel, "--key", keys / "ci.pub", "--require-tests", cwd=repo)
+    assert recorded.returncode == 0, recorded.stderr
+    assert run_kiln("audit", "verify", "--key", keys / "ci.pub", cwd=repo).returncode == 0
+
+    # An edited result fails as a bad signature; none at all fails on its own code.
+    envelope = json.loads(kept)
+    statement["predicate"]["counts"]["failed"] = 0
+    statement["predicate"]["result"] = "PASSED"
+    statement["predicate"]["counts"]["passed"] = 999
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    tests.write_text(json.dumps(envelope))
+    edited = run_kiln("verify", wheel, "--key", keys / "ci.pub", "--require-tests")
+    assert edited.returncode == 24, edited.stderr
+    tests.unlink()
+    untested = run_kiln("build", recipe, "-o", tmp_path / "wh2", "--backend", "host", "--json",
+                        "--no-test", "--sign-key", keys / "ci.key", check=True)
+    bare = Path(json.loads(untested.stdout)[0]["wheel"])
+    assert not bare.with_name(bare.name + ".tests.dsse.json").exists()
+    missing = run_kiln("verify", bare, "--key", keys / "ci.pub", "--require-tests")
+    assert missing.returncode == 31 and "no signed test result" in missing.stderr
+    assert run_kiln("verify", bare, "--key", keys / "ci.pub").returncode == 0
