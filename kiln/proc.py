@@ -26,16 +26,17 @@ _TAIL_LINES = 30
 
 
 # Lines a tool prints around its output rather than about the failure: setuptools-rust's
-# "-- Output captured from stdout:" (its cargo output follows, often empty), rules of dashes.
-SCAFFOLDING = re.compile(r"\s*(?:-- Output captured from std(?:out|err):?|[-=*_~]{3,})\s*\Z")
+# "-- Output captured from stdout:" (its cargo output follows, often empty) and, in older
+# versions, that output: cargo's JSON messages ({"reason":"build-finished",…}); rules of dashes.
+SCAFFOLDING = re.compile(r"\s*(?:-- Output captured from std(?:out|err):?|[-=*_~]{3,}"
+                         r'|\{"reason":\s*"[\w-]+".*\})\s*\Z')
 _QUOTED_WIDTH = 200
 
 
 def last_said(lines: Iterable[str], count: int = 1) -> list[str]:
-    """The last ``count`` lines of a program's output that say something: not blank, not
-    scaffolding, not the ``+ argv`` line kiln writes to a log before each command."""
-    said = [line.rstrip() for line in lines
-            if line.strip() and not SCAFFOLDING.match(line) and not line.startswith("+ ")]
+    """The last ``count`` lines of a program's output that say something (not blank, not
+    scaffolding)."""
+    said = [line.rstrip() for line in lines if line.strip() and not SCAFFOLDING.match(line)]
     return said[-count:]
 
 
@@ -241,7 +242,7 @@ def capture(
         if not quiet:
             reporter().finished(args, code, time.monotonic() - started)
     if check and result.returncode != 0:
-        why = result.stderr.decode(errors="replace").strip().splitlines()
-        msg = f"{what} failed (exit {result.returncode}): {why[-1] if why else 'no output'}"
+        why = last_said(result.stderr.decode(errors="replace").splitlines())
+        msg = f"{what} failed (exit {result.returncode}): {why[-1].strip() if why else 'no output'}"
         raise error(msg)
     return result

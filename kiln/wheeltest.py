@@ -148,7 +148,7 @@ def run_suite(commands: Sequence[tuple[str, ...]], wrap: Callable[[tuple[str, ..
         counted.append(counts)
         if finished.returncode != 0 or (counts is not None and counts.failed):
             raise WheelTestError(_failure(what, argv, finished.returncode, counts, text),
-                                 hint=proc.quote(text.splitlines()), log=log)
+                                 hint=proc.quote(finished.tail.splitlines()), log=log)
     return total(counted)
 
 

@@ -223,6 +223,44 @@ def test_status_lists_a_recipe_it_cannot_read_with_the_reason(run_kiln, cext_rec
     assert sorted(invalid) == ["torn", "typo"] and "pyhton: unknown key" in invalid["typo"]
 
 
+RUST_FAILURE_SETUP = """
+    import sys
+    from setuptools import setup
+    from setuptools.command.build_py import build_py
+
+    class Cargo(build_py):  # what a setuptools-rust build that cannot link prints
+        def run(self):
+            sys.stderr.write("   Compiling rusty-demo v1.0.0\\n"
+                             "error: linker `cc` not found\\n"
+                             "  = note: No such file or directory (os error 2)\\n\\n")
+            sys.stderr.flush()
+            raise SystemExit("error: `cargo rustc --lib --message-format=json-render-diagnostics`"
+                             " failed with code 101\\n-- Output captured from stdout:\\n"
+                             '{"reason":"build-finished","success":false}\\n')
+
+    setup(name="rusty-demo", version="1.0", packages=["rusty_demo"],
+          cmdclass={"build_py": Cargo})
+"""
+
+
+def test_a_build_error_carries_no_backend_scaffolding(run_kiln, tmp_path):
+    sdist = make_sdist(tmp_path / "sdists", "rusty-demo", "1.0", {
+        "pyproject.toml": cext_files()["pyproject.toml"], "setup.py": RUST_FAILURE_SETUP,
+        "rusty_demo/__init__.py": ""})
+    recipe = tmp_path / "recipes" / "rusty-demo.toml"
+    recipe.parent.mkdir(parents=True)
+    recipe.write_text(recipe_text(sdist))
+    result = run_kiln("build", recipe, "-o", tmp_path / "wh", "--json")
+    assert result.returncode == 10, result.stderr
+    error = json.loads(result.stdout)[0]["error"]
+    status = run_kiln("status", recipe, "-w", tmp_path / "wh", "--no-audit", "--json")
+    (cell,) = json.loads(status.stdout)["cells"]
+    for text in (error["message"], error["hint"] or "", result.stderr, cell["why"]):
+        assert "Output captured" not in text and '{"reason"' not in text
+    assert "failed with code 101" in error["message"]
+    assert "linker `cc` not found" in cell["why"]
+
+
 def test_recipe_check(run_kiln, cext_recipe, tmp_path):
     ok = run_kiln("recipe", "check", cext_recipe, "--json")
     assert ok.returncode == 0

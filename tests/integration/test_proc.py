@@ -54,3 +54,22 @@ def test_the_failure_names_the_last_line_that_says_something(tmp_path):
         proc.run(["python3", "-c", script], what="building", error=BuildError,
                  log=tmp_path / "log")
     assert info.value.message == "building failed (exit 1): error: linker cc not found"
+
+
+def test_cargo_messages_are_scaffolding_too(tmp_path):
+    # an older setuptools-rust shows cargo's captured stdout: its JSON messages, not a reason
+    script = ("import sys; print('error: `cargo rustc --lib` failed with code 101'); "
+              "print('-- Output captured from stdout:'); "
+              "print('{\"reason\":\"build-finished\",\"success\":false}'); sys.exit(1)")
+    with pytest.raises(BuildError) as info:
+        proc.run(["python3", "-c", script], what="building", error=BuildError,
+                 log=tmp_path / "log")
+    assert info.value.message.endswith(": error: `cargo rustc --lib` failed with code 101")
+
+
+def test_a_short_command_is_named_by_its_last_line_that_says_something():
+    script = ("import sys; print('fatal: not a git repository', file=sys.stderr); "
+              "print('-- Output captured from stderr:', file=sys.stderr); sys.exit(128)")
+    with pytest.raises(BuildError) as info:
+        proc.capture(["python3", "-c", script], what="asking git", error=BuildError)
+    assert info.value.message == "asking git failed (exit 128): fatal: not a git repository"
