@@ -59,7 +59,8 @@ def make_wheel(folder: Path, name: str, version: str, *, tag: str = "py3-none-an
 
 
 def write_record(wheel: Path, *, reproducible: bool | None, build_id: str = "b-0001",
-                 sha256: str | None = None, hermetic: bool | None = None) -> Path:
+                 sha256: str | None = None, hermetic: bool | None = None,
+                 test: dict | None = None) -> Path:
     """A build record beside ``wheel`` with just the fields the index reads."""
     digest = sha256 or hashlib.sha256(wheel.read_bytes()).hexdigest()
     record = {"kind": "https://kiln.dev/build-record/v1", "build_id": build_id,
@@ -69,6 +70,8 @@ def write_record(wheel: Path, *, reproducible: bool | None, build_id: str = "b-0
                   "checked": True, "reproducible": reproducible, "digests": [digest]}}
     if hermetic is not None:
         record["hermetic"] = hermetic
+    if test is not None:
+        record["test"] = test
     path = wheel.with_name(wheel.name + ".build.json")
     path.write_text(json.dumps(record, indent=2))
     os.utime(path, (FIXED_MTIME, FIXED_MTIME))

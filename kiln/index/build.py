@@ -298,12 +298,12 @@ class _Run:
                   fresh: bool = False, record: RecordFacts | None = None) -> WheelEntry:
         """Read the build record and attestation beside a wheel when they changed."""
         if fresh or record_sig != entry.record_sig:
-            reproducible, build_id, hermetic, published = None, None, None, False
+            reproducible, build_id, hermetic, published, tests = None, None, None, False, ""
             if record_sig:
                 source = self.wheelhouse / (entry.filename + RECORD_SUFFIX)
                 facts = record or read_build_record(source, entry.sha256)
-                reproducible, build_id, hermetic = (facts.reproducible, facts.build_id,
-                                                    facts.hermetic)
+                reproducible, build_id, hermetic, tests = (facts.reproducible, facts.build_id,
+                                                           facts.hermetic, facts.tests)
                 if facts.warning:
                     self.report.warnings.append(facts.warning)
                 else:
@@ -319,7 +319,7 @@ class _Run:
                 self.garbage.append(entry.path + RECORD_SUFFIX)
             entry = entry._replace(reproducible=reproducible, build_id=build_id,
                                    record_sig=record_sig, hermetic=hermetic,
-                                   record_file=published)
+                                   record_file=published, tests=tests)
         if fresh or attestation_sig != entry.attestation_sig:
             provenance = False
             name = entry.filename + ATTESTATION_SUFFIX

@@ -38,6 +38,7 @@ class WheelEntry(NamedTuple):
     hermetic: bool | None = None  # from the build record: built with pinned inputs only
     record_file: bool = False  # the build record is published beside the wheel (.build.json)
     builders: str = ""  # JSON list of the trusted signers who vouch for it ("" : not checked)
+    tests: str = ""  # from the build record: "passed (412)", "not run (--no-test)"; "" unknown
 
 
 @dataclass(frozen=True)

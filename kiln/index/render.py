@@ -66,6 +66,8 @@ def file_records(entries: Sequence[WheelEntry], links: Links) -> list[dict[str, 
                       "build_id": e.build_id,
                       # who vouches for these bytes, when the index was told whom to trust
                       "builders": json.loads(e.builders) if e.builders else None,
+                      # what the wheel's tests found, as its build record says
+                      "tests": e.tests or None,
                       "record": links.to(e.path + ".build.json") if e.record_file else None},
         })
         records.append(record)
@@ -127,6 +129,8 @@ def _anchor(record: dict[str, Any]) -> str:
             attrs += _attr("data-kiln-hermetic", "true" if kiln["hermetic"] else "false")
         if kiln.get("build_id"):
             attrs += _attr("data-kiln-build-id", kiln["build_id"])
+        if kiln.get("tests"):
+            attrs += _attr("data-kiln-tests", kiln["tests"])
         if kiln.get("builders"):
             attrs += _attr("data-kiln-builders", ", ".join(b["signer"] for b in kiln["builders"]))
     return f"    <a{attrs}>{escape(record['filename'])}</a><br>\n"

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from kiln.errors import IndexBuildError
 from kiln.index.model import ProjectUpstream, Rejected, WheelEntry
 
-SCHEMA_VERSION = "3"  # 2: wheels.hermetic; 3: wheels.record_file and wheels.builders
+SCHEMA_VERSION = "4"  # 2: wheels.hermetic; 3: wheels.record_file, .builders; 4: .tests
 _WHEEL_COLUMNS = list(WheelEntry._fields)
 _SELECT = ", ".join(_WHEEL_COLUMNS)
 
@@ -74,6 +74,12 @@ class IndexState:
             self.db.execute("ALTER TABLE wheels ADD COLUMN builders")
             self.db.execute("UPDATE wheels SET record_sig = '', record_file = 0, "
                             "builders = ''")
+            self.put("schema", "3")
+            version = "3"
+        if version == "3":
+            # Version 4 keeps what each wheel's tests found: read every build record again.
+            self.db.execute("ALTER TABLE wheels ADD COLUMN tests")
+            self.db.execute("UPDATE wheels SET record_sig = '', tests = ''")
             self.put("schema", SCHEMA_VERSION)
             version = SCHEMA_VERSION
         if version not in (None, SCHEMA_VERSION):

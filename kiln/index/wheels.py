@@ -178,6 +178,7 @@ class RecordFacts:
     build_id: str | None
     warning: str | None = None
     hermetic: bool | None = None
+    tests: str = ""  # "passed (412)" …; "" when the record does not say
 
 
 def read_build_record(path: Path, sha256: str) -> RecordFacts:
@@ -206,7 +207,20 @@ def read_build_record(path: Path, sha256: str) -> RecordFacts:
         reproducible = value if isinstance(value, bool) else None
     hermetic = data.get("hermetic")
     return RecordFacts(reproducible, build_id if isinstance(build_id, str) else None,
-                       hermetic=hermetic if isinstance(hermetic, bool) else None)
+                       hermetic=hermetic if isinstance(hermetic, bool) else None,
+                       tests=_tests(data.get("test")))
+
+
+def _tests(value: object) -> str:
+    """What the record's tests found, as tables say it; "" when it cannot be read."""
+    from pydantic import ValidationError
+
+    from kiln.record import TestRef
+
+    try:
+        return TestRef.model_validate(value).summary()
+    except ValidationError:
+        return ""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,10 @@ def file_path(out: Path, project: str, record: dict) -> Path:
 def test_index_lists_each_wheel_with_hash_metadata_and_pep700_fields(tmp_path):
     wh, out = tmp_path / "wh", tmp_path / "public"
     wheel = make_wheel(wh, "Demo_Pkg", "1.0", requires_python=">=3.8")
-    write_record(wheel, reproducible=True, build_id="build-42", hermetic=True)
+    write_record(wheel, reproducible=True, build_id="build-42", hermetic=True,
+                 test={"ran": True, "passed": True, "commands": ["python -m pytest tests"],
+                       "counts": {"collected": 414, "passed": 412, "failed": 0,
+                                  "skipped": 2}})
     make_wheel(wh, "demo-pkg", "1.10")
     make_wheel(wh, "demo-pkg", "1.9")
     report = build_index(wh, out)
@@ -45,11 +48,12 @@ def test_index_lists_each_wheel_with_hash_metadata_and_pep700_fields(tmp_path):
     assert first["size"] == wheel.stat().st_size
     assert first["upload-time"] == "2023-11-14T22:13:20.000000Z"
     assert first["_kiln"] == {"reproducible": True, "hermetic": True, "build_id": "build-42",
-                              "builders": None,
+                              "builders": None, "tests": "passed (412, 2 skipped)",
                               "record": "../../files/demo-pkg/Demo_Pkg-1.0-py3-none-any.whl"
                                         ".build.json"}
     assert data["files"][1]["_kiln"] == {"reproducible": None, "hermetic": None,
-                                         "build_id": None, "builders": None, "record": None}
+                                         "build_id": None, "builders": None, "tests": None,
+                                         "record": None}
     # the build record is served beside the wheel, byte for byte
     record = wheel.with_name(wheel.name + ".build.json")
     assert Path(str(file_path(out, "demo-pkg", first)) + ".build.json").read_bytes() == \
@@ -65,6 +69,7 @@ def test_index_lists_each_wheel_with_hash_metadata_and_pep700_fields(tmp_path):
     assert 'data-requires-python="&gt;=3.8"' in html
     assert f'data-core-metadata="sha256={first["core-metadata"]["sha256"]}"' in html
     assert 'data-kiln-reproducible="true"' in html
+    assert 'data-kiln-tests="passed (412, 2 skipped)"' in html
     root = json.loads((out / "simple" / "index.json").read_text())
     assert root["projects"] == [{"name": "demo-pkg"}]
 
