@@ -70,6 +70,22 @@ SUGGESTIONS: dict[str, str] = {
     "consequence": "fix the other differences and this one goes away",
 }
 
+# When only debug info differs, the compiler wrote the path, not the package's own code:
+# making a path "relative" does not apply.
+DEBUG_INFO_SUGGESTIONS: dict[str, str] = {
+    "build-path": "only debug info differs: the compiler wrote the build folder past kiln's "
+                  "-ffile-prefix-map (the build compiles a copy elsewhere, or adds a map of "
+                  "its own that kiln could not point at its build folder); the hermetic "
+                  "backend rewrites such maps, so build with it, or drop the debug info with "
+                  "[build] environment = { CPPFLAGS = \"-g0\" } (CPPFLAGS, since CFLAGS "
+                  "would replace Python's own flags)",
+    "temp-name": "only debug info differs: the compiler wrote a temporary folder's random "
+                 "name (the backend compiles a copy under /tmp); the hermetic backend maps "
+                 "such folders, or [build] environment = { CPPFLAGS = \"-g0\" } drops the "
+                 "debug info",
+}
+_DEBUG_SECTION = re.compile(r"\.z?debug_")
+
 # Builds run at /kiln; anything under /tmp is a temporary folder with a made-up name.
 _TMP_NAME = re.compile(r"/tmp/[^\s\"']+|\btmp[A-Za-z0-9_]{6,}|pip-[a-z0-9_-]*-[a-z0-9_]{8}|"
                        r"/var/folders/[^\s\"']+")
@@ -341,8 +357,11 @@ def _elf_diff(name: str, data_a: bytes, data_b: bytes, hints: list[str]) -> Diff
     paths = [s for s in removed + added if _PATHLIKE.fullmatch(s)]
     if cause in ("build-path", "host-path") and paths:
         detail += f"; embedded path {paths[0]!r}"
+    suggestion = SUGGESTIONS[cause]
+    if meaningful and all(_DEBUG_SECTION.match(s) for s in meaningful):
+        suggestion = DEBUG_INFO_SUGGESTIONS.get(cause, suggestion)
     return Difference(member=name, aspect="elf", cause=cause, detail=detail, sections=differing,
-                      diff=_string_diff(removed, added), suggestion=SUGGESTIONS[cause])
+                      diff=_string_diff(removed, added), suggestion=suggestion)
 
 
 def _record_diff(name: str, data_a: bytes, data_b: bytes, changed: list[str]) -> Difference:

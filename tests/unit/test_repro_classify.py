@@ -46,3 +46,21 @@ def test_pyc_files_that_differ_are_compiled_bytecode_unless_a_path_explains_them
         "build-path"
     # the same bytes anywhere else keep their ordinary cause
     assert _content_diff("pkg/data.bin", a, b, HINTS).cause == "other"
+
+
+def test_a_path_only_in_debug_info_gets_advice_about_the_compiler(monkeypatch):
+    """A build folder written by the compiler into debug info cannot be "made relative":
+    the advice names the compiler's map and -g0 instead."""
+    from kiln import repro
+
+    a = {".text": b"code", ".debug_str": b"\0/kiln/src/pkg-1.0\0"}
+    b = {".text": b"code", ".debug_str": b"\0/kiln-rebuild/a/deeper/path/src/pkg-1.0\0"}
+    monkeypatch.setattr(repro, "_elf_sections", lambda data: a if data == b"A" else b)
+    found = repro._elf_diff("pkg/_x.so", b"A", b"B", HINTS)
+    assert found.cause == "build-path"
+    assert "only debug info differs" in found.suggestion and "-g0" in found.suggestion
+    assert "make the path relative" not in found.suggestion
+    # the same path in the code itself: the package writes it, and can make it relative
+    a[".rodata"], b[".rodata"] = a.pop(".debug_str"), b.pop(".debug_str")
+    found = repro._elf_diff("pkg/_x.so", b"A", b"B", HINTS)
+    assert found.cause == "build-path" and "make the path relative" in found.suggestion
