@@ -222,7 +222,7 @@ def run_build(
                           python_tag=name.python_tag, abi_tag=name.abi_tag,
                           platform_tags=list(name.platform_tags))],
         repair=repair,
-        test=test_ref(outcome),
+        test=test_ref(outcome, job.test_lock, job.interpreter.minor),
         log=None,
         host=f"{platform.system()} {platform.release()} {platform.machine()}",
         started=started,
@@ -254,13 +254,14 @@ def test_wheel(job: BuildJob, wheel: Path, *, work: Path, log: Path) -> TestOutc
     """Run the recipe's tests on ``wheel``, under emulation when it is for another machine."""
     from kiln.toolchain.targets import host_target
 
+    locked = job.test_lock.path if job.test_lock is not None else None
     if job.target != host_target():
         return emulation.run_emulated_tests(wheel, job.recipe.test, job.interpreter.minor,
                                             job.target, work=work, index=job.index, log=log,
                                             label=job.label, cache=job.cache,
-                                            sdist=job.source.path)
+                                            sdist=job.source.path, test_lock=locked)
     return run_wheel_tests(wheel, job.recipe.test, job.interpreter, work=work, index=job.index,
-                           log=log, label=job.label, sdist=job.source.path)
+                           log=log, label=job.label, sdist=job.source.path, test_lock=locked)
 
 
 def _flake_revision() -> str | None:

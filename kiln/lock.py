@@ -249,4 +249,57 @@ def resolve_lock(recipe: Recipe, *, cache: Path, index: IndexOptions,
     text = "\n".join(header) + "\n" + body
     lock = parse_lock(text, recipe.lock_path)  # never write what we could not read back
     write_atomic(recipe.lock_path, text)
+    if recipe.test.requires:
+        resolve_test_lock(recipe, index=index)
+    return lock
+
+
+# -- the test requirements -------------------------------------------------------------------
+# Locked like the build requirements, in their own file (`NAME.test.lock`): a test
+# requirement never enters a build environment, and the build lock (whose digest is part
+# of the build id) does not change when only the tests do.
+
+def test_lock_path(recipe: Recipe) -> Path:
+    return recipe.path.with_suffix(".test.lock")
+
+
+def read_test_lock(recipe: Recipe) -> Lock | None:
+    path = test_lock_path(recipe)
+    if not path.exists():
+        return None
+    return parse_lock(path.read_text(encoding="utf-8"), path)
+
+
+def test_lock_is_current(recipe: Recipe, lock: Lock, pythons: tuple[str, ...]) -> bool:
+    """Made for this sdist, these [test] requires and (at least) these Pythons."""
+    return (lock.sdist_sha256 == recipe.source_sha256
+            and set(lock.declared) == set(recipe.test.requires)
+            and all(py in lock.pythons for py in pythons))
+
+
+def resolve_test_lock(recipe: Recipe, *, index: IndexOptions) -> Lock:
+    """Resolve ``[test] requires`` for all the recipe's Pythons, with hashes, and write
+    ``NAME.test.lock``."""
+    path = test_lock_path(recipe)
+    requirements = list(recipe.test.requires)
+    reporter().stage("lock", f"{recipe.label}: resolving {len(requirements)} test "
+                             "requirement(s)")
+    lowest = min(recipe.pythons, key=lambda v: tuple(int(x) for x in v.split(".")))
+    result = proc.capture(
+        [installer.uv_binary(), "pip", "compile", "--quiet", "--universal", "--generate-hashes",
+         "--no-header", "--python-version", lowest, *index.args(), "-"],
+        what=f"resolving the test requirements of {recipe.label} ([test] requires)",
+        error=LockError, env=installer.uv_env(), stdin=("\n".join(requirements) + "\n").encode(),
+    )
+    header = [
+        f"# {LOCK_FORMAT}: test requirements of {recipe.name} {recipe.version}",
+        f"# regenerate with: kiln lock {recipe.path}",
+        f"# sdist-sha256: {recipe.source_sha256}",
+        f"# pythons: {' '.join(recipe.pythons)}",
+        f"# requires: {' | '.join(requirements)}",
+        f"# resolver: {installer.uv_version()}",
+    ]
+    text = "\n".join(header) + "\n" + result.stdout.decode()
+    lock = parse_lock(text, path)
+    write_atomic(path, text)
     return lock

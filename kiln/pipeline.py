@@ -26,7 +26,16 @@ from kiln.errors import KilnError, NothingToDoError, NotReproducibleError
 from kiln.fetch import FetchedSource, fetch_sdist, source_date_epoch
 from kiln.files import Artifact, copy_atomic, sha256_file
 from kiln.installer import IndexOptions
-from kiln.lock import Lock, check_lock, read_lock, resolve_lock
+from kiln.lock import (
+    Lock,
+    check_lock,
+    read_lock,
+    read_test_lock,
+    resolve_lock,
+    resolve_test_lock,
+    test_lock_is_current,
+    test_lock_path,
+)
 from kiln.outcomes import record_outcomes
 from kiln.proc import CancelScope, run_in_scope
 from kiln.progress import PrefixedReporter, reporter, reporting
@@ -135,6 +144,20 @@ def ensure_lock(recipe: Recipe, options: BuildOptions, pythons: tuple[str, ...],
     return lock
 
 
+def ensure_test_lock(recipe: Recipe, options: BuildOptions,
+                     pythons: tuple[str, ...]) -> Lock | None:
+    """The lock of ``[test] requires``, resolved now when it is missing or out of date
+    (the tests change more often than the build, and a stale one only costs a resolve)."""
+    if not recipe.test.requires or not options.run_tests:
+        return None
+    lock = read_test_lock(recipe)
+    if lock is None or not test_lock_is_current(recipe, lock, pythons):
+        reporter().note(f"{test_lock_path(recipe)} is missing or out of date: resolving the "
+                        "test requirements and writing it")
+        lock = resolve_test_lock(recipe, index=options.index)
+    return lock
+
+
 def build_recipes(
     paths: Sequence[Path],
     options: BuildOptions,
@@ -169,6 +192,7 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
                       if backend_name != "cibuildwheel" else ())
             source = fetch_sdist(recipe, options.cache)
             lock = ensure_lock(recipe, options, pythons, source)
+            test_lock = ensure_test_lock(recipe, options, pythons)
             epoch = source_date_epoch(source, recipe)
     except KilnError as exc:
         refused = JobResult(recipe=path, label=str(path), error=exc)
@@ -187,7 +211,8 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
             try:
                 interp = find_interpreter(python, _python_path(options, python))
                 job = BuildJob(recipe=recipe, interpreter=interp, target=target, source=source,
-                               lock=lock, source_date_epoch=epoch, index=options.index,
+                               lock=lock, test_lock=test_lock, source_date_epoch=epoch,
+                               index=options.index,
                                surroundings=CANONICAL, cache=options.cache,
                                extra_env=options.extra_env, system_packages=system)
                 covering = _covering(out, python, target)
@@ -284,8 +309,10 @@ def _build_job(job: BuildJob, backend: Backend, options: BuildOptions, result: J
     tests = [list(c) for c in job.recipe.test.commands] if options.run_tests else "no tests"
     key = BuildCache.key(build_id(job, backend, toolchain),
                          tests=[tests, list(job.recipe.test.requires),
-                                *([list(job.recipe.test.files), job.recipe.test.smoke]
-                                  if job.recipe.test.files or job.recipe.test.smoke else [])])
+                                *([list(job.recipe.test.files), job.recipe.test.smoke,
+                                   job.test_lock.sha256 if job.test_lock else ""]
+                                  if job.recipe.test.files or job.recipe.test.smoke
+                                  or job.test_lock else [])])
     logs = options.output / "logs"
     log_name = (f"{job.recipe.project}-{job.recipe.version}-{job.interpreter.tag}-"
                 f"{job.target.name}.log")

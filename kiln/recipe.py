@@ -322,10 +322,10 @@ def parse_recipe(text: str, path: Path) -> Recipe:
             raise check.fail(f"[test] commands[{i}]", "is empty")
         commands.append(argv)
     files = check.strings("[test] files", test.get("files", []))
-    for i, name in enumerate(files):
-        parts = PurePosixPath(name).parts
-        if not name or name.startswith("/") or "\\" in name or ".." in parts:
-            raise check.fail(f"[test] files[{i}]", f"'{name}' is not a path inside the sdist",
+    for i, file in enumerate(files):
+        parts = PurePosixPath(file).parts
+        if not file or file.startswith("/") or "\\" in file or ".." in parts:
+            raise check.fail(f"[test] files[{i}]", f"'{file}' is not a path inside the sdist",
                              hint='give paths relative to the sdist\'s top folder: "tests", '
                                   '"conftest.py"')
     test_spec = TestSpec(requires=check.strings("[test] requires", test.get("requires", [])),

@@ -136,6 +136,9 @@ class TestRef(Model):
     emulated: bool = False
     why_not: str = ""
     counts: TestCountsRef | None = None  # None: no command ran a runner kiln can count
+    # [test] requires as locked (NAME.test.lock) and installed by hash, for this Python
+    requirements: list[LockedRequirement] = Field(default_factory=list)
+    lock_sha256: str = ""
 
     def summary(self) -> str:
         """For tables: ``passed (412)``, ``failed (3 of 412)``, ``passed (emulated)``,

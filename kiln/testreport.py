@@ -52,6 +52,9 @@ def test_statement(record: BuildRecord, wheel: str | None = None) -> dict[str, A
                                                  "host": record.host}},
         ],
         "commands": list(test.commands),
+        # what the tests ran with: [test] requires as locked and installed by their hashes
+        "requirements": [{"name": r.name, "version": r.version, "sha256": r.hashes}
+                         for r in test.requirements],
         "counts": test.counts.model_dump(mode="json") if test.counts else None,
         "seconds": test.seconds,
         "buildId": record.build_id,

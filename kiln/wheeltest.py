@@ -15,8 +15,9 @@ from kiln import installer, proc
 from kiln.archive import extract
 from kiln.errors import WheelTestError
 from kiln.installer import IndexOptions
+from kiln.lock import Lock
 from kiln.recipe import TestSpec
-from kiln.record import TestCountsRef, TestRef
+from kiln.record import LockedRequirement, TestCountsRef, TestRef
 from kiln.testresults import TestCounts, instrument, read_counts, total
 from kiln.toolchain.interpreters import Interpreter
 from kiln.toolchain.sandbox import Sandbox
@@ -35,14 +36,19 @@ class TestOutcome:
     counts: TestCounts | None = None  # when a command ran pytest or unittest
 
 
-def test_ref(outcome: TestOutcome) -> TestRef:
-    """What the build record says about the tests."""
+def test_ref(outcome: TestOutcome, lock: Lock | None = None, python: str = "") -> TestRef:
+    """What the build record says about the tests (and the locked test requirements)."""
     c = outcome.counts
+    pins = lock.pins_for(python) if lock is not None and outcome.ran else ()
     return TestRef(ran=outcome.ran, passed=outcome.passed, commands=list(outcome.commands),
                    seconds=outcome.seconds, emulated=outcome.emulated, why_not=outcome.why_not,
                    counts=None if c is None else TestCountsRef(
                        collected=c.collected, passed=c.passed, failed=c.failed,
-                       skipped=c.skipped, first_failure=c.first_failure))
+                       skipped=c.skipped, first_failure=c.first_failure),
+                   requirements=[LockedRequirement(name=p.name, version=p.version,
+                                                   hashes=list(p.hashes), marker=p.marker)
+                                 for p in pins],
+                   lock_sha256=lock.sha256 if lock is not None and outcome.ran else "")
 
 
 def has_tests(spec: TestSpec) -> bool:
@@ -185,6 +191,7 @@ def run_wheel_tests(
     log: Path,
     label: str,
     sdist: Path | None = None,
+    test_lock: Path | None = None,
 ) -> TestOutcome:
     """Install ``wheel`` (with its dependencies and the test requirements) and run the commands.
 
@@ -200,8 +207,15 @@ def run_wheel_tests(
         commands = commands_for(spec, wheel)
         venv = root / "venv"
         python = installer.create_venv(venv, interpreter.path, log=log)
-        installer.install(python, requirements=[str(wheel), *spec.requires], index=index, log=log,
-                          what=f"{label}: installing the wheel for its tests", error=WheelTestError)
+        if test_lock is not None:  # the locked test requirements first, each by its hash
+            installer.install(python, requirement_files=[test_lock], index=index, log=log,
+                              require_hashes=True, no_deps=True, error=WheelTestError,
+                              what=f"{label}: installing the locked test requirements "
+                                   f"({test_lock.name})")
+        installer.install(python, requirements=[str(wheel), *(spec.requires if test_lock is None
+                                                              else ())],
+                          index=index, log=log, error=WheelTestError,
+                          what=f"{label}: installing the wheel for its tests")
         scratch = root / "tmp"
         scratch.mkdir()
         copy_test_files(spec, sdist, scratch, root)

@@ -70,6 +70,7 @@ class BuildJob:
     extra_env: tuple[tuple[str, str], ...] = field(default=())
     # The recipe's system-requires as installed on this host (recorded; in the build id).
     system_packages: tuple[SystemPackage, ...] = field(default=())
+    test_lock: Lock | None = None  # [test] requires, pinned with hashes (NAME.test.lock)
 
     @property
     def label(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 from typing import Annotated
 
@@ -29,7 +28,6 @@ from kiln.toolchain.targets import TARGETS, Target, host_target, target_of_platf
 from kiln.wheelfile import parse_name
 
 _CPYTHON_TAG = re.compile(r"cp3(\d+)\Z")
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def wheel_target_and_python(wheel: Path, python: str | None) -> tuple[Target, str]:
@@ -86,20 +84,12 @@ def refuse_unrunnable(wheel: Path, target: Target) -> None:
 
 
 def import_smoke_test(wheel: Path) -> TestSpec:
-    """Without a recipe: import every top-level module the wheel installs."""
-    modules: set[str] = set()
-    with zipfile.ZipFile(wheel) as zf:
-        for member in zf.namelist():
-            top = member.split("/", 1)[0]
-            if top.endswith((".dist-info", ".data")):
-                continue
-            stem = top.split(".", 1)[0] if "/" not in member else top
-            if _IDENTIFIER.match(stem):
-                modules.add(stem)
-    if not modules:
+    """Without a recipe: import the wheel's compiled modules (a pure wheel's packages)."""
+    from kiln.wheeltest import smoke_command
+
+    if smoke_command(wheel) is None:
         raise UsageError(f"{wheel.name}: no importable module found", hint="pass --recipe")
-    code = "; ".join(f"import {m}" for m in sorted(modules))
-    return TestSpec(commands=(("python", "-c", code),))
+    return TestSpec(smoke=True)
 
 
 @app.command("test")
@@ -126,9 +116,20 @@ def test_command(
     wheel = wheel.absolute()
     target, minor = wheel_target_and_python(wheel, python)
     refuse_unrunnable(wheel, target)
-    spec = load_recipe(recipe).test if recipe else import_smoke_test(wheel)
+    loaded = load_recipe(recipe) if recipe else None
+    spec = loaded.test if loaded else import_smoke_test(wheel)
     root = cache_dir(cache)
     index = index_options(index_url, find_links, no_index)
+    sdist, test_lock = None, None
+    if loaded is not None:
+        from kiln.fetch import fetch_sdist
+        from kiln.lock import read_test_lock, test_lock_is_current
+
+        if spec.files:  # the tests are copied out of the recipe's sdist
+            sdist = fetch_sdist(loaded, root).path
+        locked = read_test_lock(loaded) if spec.requires else None
+        if locked is not None and test_lock_is_current(loaded, locked, (minor,)):
+            test_lock = locked.path
     log = root / "logs" / f"test-{wheel.name}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("")
@@ -138,11 +139,13 @@ def test_command(
             reporter.stage("test", f"{wheel.name} ({target.name}, CPython {minor})")
             if target == host_target():
                 outcome = run_wheel_tests(wheel, spec, find_interpreter(minor), work=root / "work",
-                                          index=index, log=log, label=wheel.name)
+                                          index=index, log=log, label=wheel.name, sdist=sdist,
+                                          test_lock=test_lock)
             else:
                 outcome = emulation.run_emulated_tests(wheel, spec, minor, target,
                                                        work=root / "work", index=index, log=log,
-                                                       label=wheel.name, cache=root)
+                                                       label=wheel.name, cache=root,
+                                                       sdist=sdist, test_lock=test_lock)
     except KilnError as exc:
         exc.log = exc.log or _written(log)
         if exc.hint is None:
@@ -157,15 +160,19 @@ def test_command(
             hint=hint.removesuffix(")") if hint else
             "add commands to the recipe's [test], or leave out --recipe to import the "
             "wheel's modules" if recipe else None)
+    from kiln.wheeltest import test_ref
+
+    ref = test_ref(outcome)
     data = {"wheel": str(wheel), "target": target.name, "python": minor,
             "emulated": outcome.emulated, "passed": outcome.passed,
+            "counts": ref.counts.model_dump(mode="json") if ref.counts else None,
             "commands": list(outcome.commands), "seconds": outcome.seconds, "log": str(log)}
     if json_output:
         print_json(data)
         return
     table(None, ["wheel", "target", "python", "how", "tests", "s"],
           [[wheel.name, target.name, minor, "qemu-user" if outcome.emulated else "native",
-            "passed" if outcome.passed else "failed", f"{outcome.seconds:.1f}"]])
+            ref.summary(), f"{outcome.seconds:.1f}"]])
 
 
 def _written(log: Path) -> Path | None:

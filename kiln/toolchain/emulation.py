@@ -214,7 +214,7 @@ def _resolve(argv: tuple[str, ...], python: list[str], site: Path) -> list[str]:
 
 def run_emulated_tests(wheel: Path, spec: TestSpec, minor: str, target: Target, *, work: Path,
                        index: IndexOptions, log: Path, label: str, cache: Path,
-                       sdist: Path | None = None) -> TestOutcome:
+                       sdist: Path | None = None, test_lock: Path | None = None) -> TestOutcome:
     """Install ``wheel`` for ``target`` and run the recipe's test commands under qemu."""
     from kiln.wheeltest import commands_for, copy_test_files, has_tests, run_suite
 
@@ -235,8 +235,13 @@ def run_emulated_tests(wheel: Path, spec: TestSpec, minor: str, target: Target, 
     scratch_root = Path(tempfile.mkdtemp(prefix="emulated-test-", dir=work))
     try:
         site = scratch_root / "site"
-        install_for_target(sysroot, site, [str(wheel), *spec.requires], index=index, log=log,
-                           label=label)
+        if test_lock is not None:  # the locked test requirements first, each by its hash
+            install_for_target(sysroot, site, ["--require-hashes", "--no-deps", "-r",
+                                               str(test_lock)], index=index, log=log,
+                               label=label)
+        install_for_target(sysroot, site,
+                           [str(wheel), *(spec.requires if test_lock is None else ())],
+                           index=index, log=log, label=label)
         tmp = scratch_root / "tmp"
         tmp.mkdir()
         copy_test_files(spec, sdist, tmp, scratch_root)

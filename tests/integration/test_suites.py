@@ -91,11 +91,18 @@ def test_the_projects_own_suite_runs_against_the_wheel_and_is_counted(run_kiln, 
     result = _build(run_kiln, recipe, tmp_path / "wh")
     assert result.returncode == 0, result.stderr
     [built] = json.loads(result.stdout)
+    assert built["record"]["recipe"]["name"] == "cext-demo"
     test = built["record"]["test"]
     expected = {"collected": 4, "passed": 3, "failed": 0, "skipped": 1} if runner == "pytest" \
         else {"collected": 3, "passed": 2, "failed": 0, "skipped": 1}
     assert {k: test["counts"][k] for k in expected} == expected, test
     assert test["passed"] is True
+    if runner == "pytest":  # [test] requires, locked by hash beside the recipe and recorded
+        lock = recipe.with_suffix(".test.lock").read_text()
+        assert "pytest==9.2.0" in lock and "--hash=sha256:" in lock
+        pinned = {r["name"]: r for r in test["requirements"]}
+        assert pinned["pytest"]["version"] == "9.2.0" and pinned["pytest"]["hashes"]
+        assert test["lock_sha256"]
     table = run_kiln("build", recipe, "-o", tmp_path / "wh", "--backend", "host")
     assert f"passed ({expected['passed']}, 1 skipped)" in table.stdout, table.stdout
     # the signed provenance carries the counts too
@@ -117,6 +124,21 @@ def test_a_failing_suite_names_its_first_failing_test(run_kiln, tmp_path, runner
     [built] = json.loads(result.stdout)
     message = built["error"]["message"]
     assert "1 of " in message and first in message, message
+
+
+def test_a_test_requirement_whose_bytes_differ_from_the_lock_is_refused(run_kiln, tmp_path):
+    recipe = _recipe(tmp_path, PYTEST_SUITE, -1, '"python -m pytest tests"', '"pytest"')
+    assert run_kiln("lock", recipe).returncode == 0
+    lock = recipe.with_suffix(".test.lock")
+    text = lock.read_text()
+    assert "# pythons: 3.11" in text and "# requires: pytest" in text
+    start = text.index("pytest==9.2.0")
+    digest = text.index("--hash=sha256:", start) + len("--hash=sha256:")
+    lock.write_text(text[:digest] + "0" * 64 + text[digest + 64:])
+    result = _build(run_kiln, recipe, tmp_path / "wh")
+    assert result.returncode == 12, result.stderr
+    [built] = json.loads(result.stdout)
+    assert "locked test requirements" in built["error"]["message"]
 
 
 def test_test_files_must_be_paths_inside_the_sdist(run_kiln, tmp_path):
