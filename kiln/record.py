@@ -126,6 +126,7 @@ class TestCountsRef(Model):
     failed: int
     skipped: int
     first_failure: str = ""
+    skip_reasons: list[str] = Field(default_factory=list)  # the first few, as pytest gave them
 
 
 class TestRef(Model):

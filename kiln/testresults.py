@@ -30,11 +30,13 @@ class TestCounts:
     failed: int  # failures and errors
     skipped: int
     first_failure: str = ""  # "tests/test_x.py::TestY::test_z", or unittest's "test_z (m.C)"
+    skip_reasons: tuple[str, ...] = ()  # why tests were skipped (pytest), the first few
 
     def __add__(self, other: TestCounts) -> TestCounts:
         return TestCounts(self.collected + other.collected, self.passed + other.passed,
                           self.failed + other.failed, self.skipped + other.skipped,
-                          self.first_failure or other.first_failure)
+                          self.first_failure or other.first_failure,
+                          _first(self.skip_reasons + other.skip_reasons))
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,14 @@ def _junit_counts(path: Path) -> TestCounts | None:
         error = next(root.iter("error"), None)
         if error is not None:
             first = (error.get("message") or "").strip()
-    return TestCounts(collected, max(collected - failed - skipped, 0), failed, skipped, first)
+    reasons = [(skip.get("message") or "").strip() for skip in root.iter("skipped")]
+    return TestCounts(collected, max(collected - failed - skipped, 0), failed, skipped, first,
+                      _first(tuple(r for r in reasons if r)))
+
+
+def _first(reasons: tuple[str, ...], limit: int = 5) -> tuple[str, ...]:
+    """The first few distinct skip reasons (a platform's suite may skip hundreds alike)."""
+    return tuple(dict.fromkeys(reasons))[:limit]
 
 
 def _pytest_id(classname: str, name: str) -> str:

@@ -44,7 +44,8 @@ def test_ref(outcome: TestOutcome, lock: Lock | None = None, python: str = "") -
                    seconds=outcome.seconds, emulated=outcome.emulated, why_not=outcome.why_not,
                    counts=None if c is None else TestCountsRef(
                        collected=c.collected, passed=c.passed, failed=c.failed,
-                       skipped=c.skipped, first_failure=c.first_failure),
+                       skipped=c.skipped, first_failure=c.first_failure,
+                       skip_reasons=list(c.skip_reasons)),
                    requirements=[LockedRequirement(name=p.name, version=p.version,
                                                    hashes=list(p.hashes), marker=p.marker)
                                  for p in pins],

@@ -290,3 +290,31 @@ def test_kiln_sysroot_unpacks_a_runnable_aarch64_python(run_kiln, shared_cache):
                           "import platform; print(platform.machine())"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "aarch64"
+
+
+@pytest.mark.network
+def test_the_projects_own_suite_runs_under_qemu_and_is_counted(run_kiln, shared_cache,
+                                                              tmp_path):
+    """The sdist's pytest suite, copied out of it, runs against the aarch64 wheel under
+    qemu: counted, with what was skipped and why, in the record."""
+    from tests.integration.test_suites import PYTEST_SUITE
+
+    files = {**cext_files(), **{k: v.replace("{result}", "-1") for k, v in PYTEST_SUITE.items()}}
+    sdist = make_sdist(tmp_path / "sdists", "cext-demo", "1.0", files)
+    recipe = tmp_path / "recipes" / "cext-demo.toml"
+    recipe.parent.mkdir(parents=True)
+    recipe.write_text(recipe_text(sdist, extra="""
+        [test]
+        requires = ["pytest"]
+        files = ["tests"]
+        commands = ["python -m pytest tests"]
+        smoke = true
+    """))
+    _, results = _build(run_kiln, shared_cache, recipe, tmp_path / "wh", "--backend", "hermetic",
+                        "--target", "linux-aarch64")
+    test = results[0]["record"]["test"]
+    assert test["emulated"] is True and test["passed"] is True, test
+    counts = test["counts"]
+    assert (counts["collected"], counts["passed"], counts["skipped"]) == (4, 3, 1), counts
+    assert counts["skip_reasons"] == ["not today"]
+    assert test["commands"][-1] == "python -c 'import cext_demo._speedups'"
