@@ -42,7 +42,9 @@ def fetch_wheel(location: str, cache: Path) -> Path:
     if "://" not in location:
         path = Path(location)
         if not path.is_file():
-            raise UsageError(f"{location}: no such wheel")
+            raise UsageError(f"{location}: no such wheel",
+                             hint="give the path of a .whl file, or its URL on a kiln index "
+                                  "(https://…/files/…/NAME-VERSION-….whl)")
         return path
     name = urllib.parse.unquote(urllib.parse.urlparse(location).path.rsplit("/", 1)[-1])
     key = hashlib.sha256(location.encode()).hexdigest()[:16]

@@ -124,6 +124,9 @@ def test_json_even_when_the_command_line_is_wrong(run_kiln, tmp_path):
     assert "--no-such-option" in json.loads(unknown.stdout)["error"]["message"]
     plain = run_kiln("build", tmp_path / "x.toml", "--no-such-option")
     assert plain.returncode == 2 and plain.stdout == ""
+    missing = run_kiln("rebuild", tmp_path / "nope.whl")
+    assert missing.returncode == 2
+    assert [line.split(":")[0] for line in missing.stderr.splitlines()] == ["error", "hint"]
 
 
 STAMPED_SETUP = """
