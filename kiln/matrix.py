@@ -267,6 +267,12 @@ def rebuild_matrix(
                 continue
             entry["wheel_url"] = url
         entries.append(entry)
+    return _selection(entries, skipped, max_jobs)
+
+
+def _selection(entries: list[MatrixEntry], skipped: list[tuple[str, str]],
+               max_jobs: int) -> RebuildSelection:
+    """The rebuild jobs as a matrix GitHub accepts (None when there are none)."""
     if not entries:
         return RebuildSelection(None, tuple(skipped))
     matrix = Matrix(entries=tuple(entries), max_jobs=max_jobs)
@@ -336,9 +342,4 @@ def index_rebuild_matrix(
         entries.append({"id": _ID_UNSAFE.sub("-", file.filename.removesuffix(".whl")),
                         "wheel": file.filename, "wheel_url": file.url, "python": python,
                         "target": target.name, "runner": runner})
-    if not entries:
-        return RebuildSelection(None, tuple(skipped))
-    matrix = Matrix(entries=tuple(entries), max_jobs=max_jobs)
-    for chunk in matrix.chunks():
-        check_github_matrix(chunk)
-    return RebuildSelection(matrix, tuple(skipped))
+    return _selection(entries, skipped, max_jobs)

@@ -317,7 +317,8 @@ def record_for_wheel(wheel: Path, now: datetime | None = None) -> AuditRecord:
             hint="the wheel was changed or replaced after it was built; build it again")
     signatures = _signatures_beside(wheel)
     statement = _statement_for(build, signatures)
-    for sig in signatures:
+    test_results = _signatures_beside(wheel, TEST_RESULT_FILES)
+    for sig in (*signatures, *test_results):
         if not subjects_name(statement_of(envelope_of(sig), sig.file), wheel.name,
                              artifact.sha256):
             raise AuditError(f"{wheel.with_name(sig.file)}: the signed statement does not name "
@@ -325,13 +326,6 @@ def record_for_wheel(wheel: Path, now: datetime | None = None) -> AuditRecord:
                              hint="the signature belongs to another wheel; sign this one again")
     if not subjects_name(statement, wheel.name, artifact.sha256):
         raise AuditError(f"{wheel}: the provenance statement does not name this wheel")
-    test_results = _signatures_beside(wheel, TEST_RESULT_FILES)
-    for sig in test_results:
-        if not subjects_name(statement_of(envelope_of(sig), sig.file), wheel.name,
-                             artifact.sha256):
-            raise AuditError(f"{wheel.with_name(sig.file)}: the signed test result does not "
-                             f"name {wheel.name} with sha256 {artifact.sha256[:12]}…",
-                             hint="it belongs to another build; sign this wheel again")
     project, version = wheel_folder(wheel.name)
     return AuditRecord(
         wheel=WheelDigest(filename=wheel.name, sha256=artifact.sha256, size=artifact.size),

@@ -228,28 +228,21 @@ def _check_record(record: AuditRecord, filename: str, alt_sha: str | None, commi
         if stands != said:
             report.fail(where, f"{name} in the record differs from the statement: "
                                f"{_short(stands)} vs {_short(said)}")
-    for sig in record.signatures:
-        # Even with no key at hand: what the record shows must be what was signed.
+    # Even with no key at hand: what the record shows must be what was signed.
+    signed_files = [(False, sig) for sig in record.signatures]
+    for is_test, sig in [*signed_files, *((True, sig) for sig in record.test_results)]:
         try:
             signed = statement_of(envelope_of(sig), sig.file)
             claimed = signer_of(sig.type, sig.content, sig.file)
         except AuditError as exc:
             report.fail(where, exc.message)
             continue
-        if signed != record.statement:
+        if is_test:
+            if not subjects_name(signed, wheel.filename, wheel.sha256):
+                report.fail(where, f"{sig.file}: the test result does not name this wheel "
+                                   "and digest")
+        elif signed != record.statement:
             report.fail(where, f"the statement differs from the one {sig.file} signs")
-        if claimed != sig.signed_by:
-            report.fail(where, f"signed_by says {sig.signed_by!r}, the signature {claimed!r}")
-    for sig in record.test_results:
-        try:
-            tested = statement_of(envelope_of(sig), sig.file)
-            claimed = signer_of(sig.type, sig.content, sig.file)
-        except AuditError as exc:
-            report.fail(where, exc.message)
-            continue
-        if not subjects_name(tested, wheel.filename, wheel.sha256):
-            report.fail(where, f"{sig.file}: the test result does not name this wheel and "
-                               "digest")
         if claimed != sig.signed_by:
             report.fail(where, f"signed_by says {sig.signed_by!r}, the signature {claimed!r}")
 
