@@ -6,6 +6,7 @@ Anything else that escapes is a bug and keeps its traceback.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class KilnError(Exception):
@@ -107,6 +108,9 @@ class WheelTestError(KilnError):
     """The recipe's tests failed against a built wheel."""
 
     exit_code = 12
+    # What the failing command's runner counted (kiln.testresults.TestCounts), and the command.
+    counts: Any = None
+    command: str = ""
 
 
 class NotReproducibleError(KilnError):

@@ -19,8 +19,12 @@ _PYTHON = re.compile(r"(?:.*/)?python(?:3(?:\.\d+)?)?\Z")
 _RAN = re.compile(r"^Ran (\d+) tests? in ", re.MULTILINE)
 _UNITTEST_END = re.compile(r"^(OK|FAILED)(?: \((.*)\))?\s*$", re.MULTILINE)
 _UNITTEST_FAIL = re.compile(r"^(?:FAIL|ERROR): (\S+) \(([^)]*)\)", re.MULTILINE)
-# pytest's last line: "=== 3 failed, 409 passed, 2 skipped, 1 error in 1.20s ==="
-_PYTEST_END = re.compile(r"^=+ (.*?) in [\d.]+s(?: \([^)]*\))? =+\s*$", re.MULTILINE)
+# pytest's last line: "=== 3 failed, 409 passed, 2 skipped, 1 error in 1.20s ===", or with
+# -q "3 failed, 409 passed in 1.20s"; subtests ("5 subtests passed") are not tests.
+_PYTEST_END = re.compile(r"^[= ]*((?:\d+ \w+|no tests ran)[^\n]*?) in [\d.]+s\b[^\n]*$",
+                         re.MULTILINE)
+_PYTEST_COUNT = re.compile(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed)\b")
+_PYTEST_FIRST = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -74,11 +78,15 @@ def instrument(argv: Sequence[str], report: Path, report_inside: str) -> Instrum
 def read_counts(run: Instrumented, output: str) -> TestCounts | None:
     """The counts of one finished command, or None when they cannot be known."""
     if run.runner == "pytest":
-        if run.report is not None and run.report.is_file():
-            counted = _junit_counts(run.report)
-            if counted is not None:
-                return counted
-        return _pytest_summary(output)
+        # pytest's own summary has the numbers (its JUnit report counts each subtest as a
+        # test); the report adds why tests were skipped, and a failure the summary missed.
+        said = _pytest_summary(output)
+        report = (_junit_counts(run.report) if run.report is not None and run.report.is_file()
+                  else None)
+        if said is None or report is None:
+            return said or report
+        return TestCounts(said.collected, said.passed, said.failed, said.skipped,
+                          said.first_failure or report.first_failure, report.skip_reasons)
     if run.runner == "unittest":
         return _unittest_counts(output)
     return None
@@ -140,16 +148,15 @@ def _pytest_id(classname: str, name: str) -> str:
 
 
 def _pytest_summary(output: str) -> TestCounts | None:
-    ends = _PYTEST_END.findall(output)
+    ends = [e for e in _PYTEST_END.findall(output)
+            if e.startswith("no tests ran") or _PYTEST_COUNT.search(e)]
     if not ends:
         return None
-    found = {word: int(number) for number, word in
-             re.findall(r"(\d+) (passed|failed|skipped|errors?|xfailed|xpassed|deselected)",
-                        ends[-1])}
+    found = {word: int(number) for number, word in _PYTEST_COUNT.findall(ends[-1])}
     passed = found.get("passed", 0) + found.get("xfailed", 0) + found.get("xpassed", 0)
     failed = found.get("failed", 0) + found.get("error", 0) + found.get("errors", 0)
     skipped = found.get("skipped", 0)
-    first = re.search(r"^(?:FAILED|ERROR) (\S+)", output, re.MULTILINE)
+    first = _PYTEST_FIRST.search(output)
     return TestCounts(passed + failed + skipped, passed, failed, skipped,
                       first.group(1) if first else "")
 

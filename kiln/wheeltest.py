@@ -23,6 +23,7 @@ from kiln.toolchain.interpreters import Interpreter
 from kiln.toolchain.sandbox import Sandbox
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_ERROR_LINE = re.compile(r"\b(?:error|Error|ERROR)\b")
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,10 @@ def run_suite(commands: Sequence[tuple[str, ...]], wrap: Callable[[tuple[str, ..
         counts = read_counts(run, text)
         counted.append(counts)
         if finished.returncode != 0 or (counts is not None and counts.failed):
-            raise WheelTestError(_failure(what, argv, finished.returncode, counts, text),
-                                 hint=proc.quote(finished.tail.splitlines()), log=log)
+            error = WheelTestError(_failure(what, argv, finished.returncode, counts, text),
+                                   hint=proc.quote(finished.tail.splitlines()), log=log)
+            error.counts, error.command = counts, proc.render(argv)
+            raise error
     return total(counted)
 
 
@@ -163,14 +166,19 @@ def _failure(what: str, argv: tuple[str, ...], code: int, counts: TestCounts | N
              output: str) -> str:
     said = f"{what} `{proc.render(argv)}` failed (exit {code})"
     if counts is not None and counts.collected:
-        said += f": {counts.failed} of {counts.collected} failed"
+        if "during collection" in output and not counts.passed:
+            said += f": {counts.failed} error(s) while collecting the tests"
+        else:
+            said += f": {counts.failed} of {counts.collected} failed"
         if counts.first_failure:
             said += f", first {counts.first_failure}"
         return said
-    last = next((line.strip() for line in reversed(output.splitlines())
-                 if line.strip() and not proc.SCAFFOLDING.match(line)
-                 and not line.startswith("+ ")), "no output")
-    return f"{said}: {last}"
+    lines = [line.strip() for line in output.splitlines() if line.strip()
+             and not proc.SCAFFOLDING.match(line) and not line.startswith("+ ")]
+    # The line that says what went wrong ("error: unrecognized arguments"), else the last.
+    said_why = next((line for line in reversed(lines) if _ERROR_LINE.search(line)),
+                    lines[-1] if lines else "no output")
+    return f"{said}: {said_why}"
 
 
 def _resolve(argv0: str, bin_dir: Path) -> str:

@@ -92,6 +92,12 @@ def result_json(result: Any) -> dict[str, Any]:
                          "exit_code": result.error.exit_code,
                          "log": str(result.error.log) if result.error.log else None,
                          "report": str(report) if report else None}
+        counts = getattr(result.error, "counts", None)
+        if counts is not None:  # the tests that failed: what their runner counted
+            data["error"]["tests"] = {
+                "command": result.error.command, "collected": counts.collected,
+                "passed": counts.passed, "failed": counts.failed, "skipped": counts.skipped,
+                "first_failure": counts.first_failure}
     return data
 
 

@@ -128,6 +128,9 @@ def test_a_failing_suite_names_its_first_failing_test(run_kiln, tmp_path, runner
     [built] = json.loads(result.stdout)
     message = built["error"]["message"]
     assert "1 of " in message and first in message, message
+    tests = built["error"]["tests"]  # what the runner counted, though no wheel came out
+    assert tests["failed"] == 1 and tests["first_failure"].startswith(first.split(" ")[0])
+    assert tests["command"].startswith("python -m ")
 
 
 def test_a_test_requirement_whose_bytes_differ_from_the_lock_is_refused(run_kiln, tmp_path):
