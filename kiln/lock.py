@@ -250,7 +250,7 @@ def resolve_lock(recipe: Recipe, *, cache: Path, index: IndexOptions,
     lock = parse_lock(text, recipe.lock_path)  # never write what we could not read back
     write_atomic(recipe.lock_path, text)
     if recipe.test.requires:
-        resolve_test_lock(recipe, index=index)
+        resolve_test_lock(recipe, index=index, source=source)
     return lock
 
 
@@ -277,26 +277,52 @@ def test_lock_is_current(recipe: Recipe, lock: Lock, pythons: tuple[str, ...]) -
             and all(py in lock.pythons for py in pythons))
 
 
-def resolve_test_lock(recipe: Recipe, *, index: IndexOptions) -> Lock:
+def resolve_test_lock(recipe: Recipe, *, index: IndexOptions,
+                      source: FetchedSource | None = None) -> Lock:
     """Resolve ``[test] requires`` for all the recipe's Pythons, with hashes, and write
-    ``NAME.test.lock``."""
+    ``NAME.test.lock``.
+
+    A suite is written against the test tools of its day: an unpinned ``pytest`` resolved
+    today can break an older release's conftest. So the resolution takes only releases
+    from before the sdist's newest file (a week's grace), and falls back to today's when
+    that cannot be met (a Python newer than the release); the header says which.
+    """
+    from datetime import datetime, timedelta, timezone
+
+    from kiln.fetch import source_date_epoch
+
     path = test_lock_path(recipe)
     requirements = list(recipe.test.requires)
     reporter().stage("lock", f"{recipe.label}: resolving {len(requirements)} test "
                              "requirement(s)")
     lowest = min(recipe.pythons, key=lambda v: tuple(int(x) for x in v.split(".")))
-    result = proc.capture(
-        [installer.uv_binary(), "pip", "compile", "--quiet", "--universal", "--generate-hashes",
-         "--no-header", "--python-version", lowest, *index.args(), "-"],
-        what=f"resolving the test requirements of {recipe.label} ([test] requires)",
-        error=LockError, env=installer.uv_env(), stdin=("\n".join(requirements) + "\n").encode(),
-    )
+    argv: list[str | Path] = [installer.uv_binary(), "pip", "compile", "--quiet", "--universal",
+                              "--generate-hashes", "--no-header", "--python-version", lowest,
+                              *index.args()]
+    what = f"resolving the test requirements of {recipe.label} ([test] requires)"
+    stdin = ("\n".join(requirements) + "\n").encode()
+    cutoff = None
+    if source is not None:
+        released = datetime.fromtimestamp(source_date_epoch(source, recipe), timezone.utc)
+        cutoff = (released + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = None
+    if cutoff is not None:
+        result = proc.capture([*argv, "--exclude-newer", cutoff, "-"], what=what,
+                              error=LockError, env=installer.uv_env(), stdin=stdin, check=False)
+        if result.returncode != 0:
+            reporter().note(f"{recipe.label}: the test requirements cannot all be met with "
+                            f"releases before {cutoff}; taking today's")
+            result, cutoff = None, None
+    if result is None:
+        result = proc.capture([*argv, "-"], what=what, error=LockError, env=installer.uv_env(),
+                              stdin=stdin)
     header = [
         f"# {LOCK_FORMAT}: test requirements of {recipe.name} {recipe.version}",
         f"# regenerate with: kiln lock {recipe.path}",
         f"# sdist-sha256: {recipe.source_sha256}",
         f"# pythons: {' '.join(recipe.pythons)}",
         f"# requires: {' | '.join(requirements)}",
+        f"# released-before: {cutoff or 'none, the newest releases'}",
         f"# resolver: {installer.uv_version()}",
     ]
     text = "\n".join(header) + "\n" + result.stdout.decode()

@@ -144,8 +144,8 @@ def ensure_lock(recipe: Recipe, options: BuildOptions, pythons: tuple[str, ...],
     return lock
 
 
-def ensure_test_lock(recipe: Recipe, options: BuildOptions,
-                     pythons: tuple[str, ...]) -> Lock | None:
+def ensure_test_lock(recipe: Recipe, options: BuildOptions, pythons: tuple[str, ...],
+                     source: FetchedSource | None = None) -> Lock | None:
     """The lock of ``[test] requires``, resolved now when it is missing or out of date
     (the tests change more often than the build, and a stale one only costs a resolve)."""
     if not recipe.test.requires or not options.run_tests:
@@ -154,7 +154,7 @@ def ensure_test_lock(recipe: Recipe, options: BuildOptions,
     if lock is None or not test_lock_is_current(recipe, lock, pythons):
         reporter().note(f"{test_lock_path(recipe)} is missing or out of date: resolving the "
                         "test requirements and writing it")
-        lock = resolve_test_lock(recipe, index=options.index)
+        lock = resolve_test_lock(recipe, index=options.index, source=source)
     return lock
 
 
@@ -192,7 +192,7 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
                       if backend_name != "cibuildwheel" else ())
             source = fetch_sdist(recipe, options.cache)
             lock = ensure_lock(recipe, options, pythons, source)
-            test_lock = ensure_test_lock(recipe, options, pythons)
+            test_lock = ensure_test_lock(recipe, options, pythons, source)
             epoch = source_date_epoch(source, recipe)
     except KilnError as exc:
         refused = JobResult(recipe=path, label=str(path), error=exc)

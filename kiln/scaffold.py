@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
 import sys
 import tarfile
 import tempfile
 import textwrap
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,13 +32,16 @@ from kiln.toolchain.targets import host_target
 class Suite:
     """A project's own test suite, found in its sdist."""
 
-    folder: str  # "tests"
+    folder: str  # "tests", or "pkg/tests" for tests the package itself installs
     test_files: int  # test_*.py / *_test.py files in it
     files: tuple[str, ...]  # what to copy out of the sdist: the folder, conftest.py, config
     requires: tuple[str, ...]  # pytest, and the project's declared test requirements
+    package: str = ""  # "pkg.tests": the tests ship inside the wheel (pytest --pyargs)
 
     @property
     def command(self) -> str:
+        if self.package:
+            return f"python -m pytest --pyargs {self.package}"
         return f"python -m pytest {self.folder}"
 
 
@@ -86,8 +91,19 @@ _PYTEST_CONFIG = {"pytest.ini": "", "tox.ini": "[pytest]", "setup.cfg": "[tool:p
                   "pyproject.toml": "[tool.pytest.ini_options]"}
 _TEST_EXTRAS = ("test", "tests", "testing")
 _REQUIREMENT_FILES = ("requirements-test.txt", "requirements-tests.txt", "test-requirements.txt",
-                      "requirements_test.txt", "requirements/test.txt", "requirements/tests.txt",
-                      "tests/requirements.txt", "test/requirements.txt")
+                      "requirements_test.txt", "test_requirements.txt",
+                      "requirements-testing.txt", "requirements/test.txt",
+                      "requirements/tests.txt", "requirements/testing.txt",
+                      "requirements/pytest.txt", "tests/requirements.txt",
+                      "test/requirements.txt")
+# Folders of test data beside the tests (../data from tests/), copied with them.
+_DATA_FOLDERS = ("data", "testdata", "test_data", "fixtures")
+# What a pytest option in the configuration's addopts needs installed.
+_OPTION_PLUGINS = {"--cov": "pytest-cov", "-n": "pytest-xdist", "--numprocesses": "pytest-xdist",
+                   "--dist": "pytest-xdist", "--timeout": "pytest-timeout",
+                   "--asyncio-mode": "pytest-asyncio", "--benchmark": "pytest-benchmark",
+                   "--hypothesis": "hypothesis", "--reruns": "pytest-rerunfailures",
+                   "--mypy": "pytest-mypy"}
 
 
 def find_suite(archive: Path, project: str) -> Suite | None:
@@ -97,24 +113,68 @@ def find_suite(archive: Path, project: str) -> Suite | None:
     files). None when the sdist ships no tests."""
     with read_members(archive) as (names, read):
         top = {n.split("/", 1)[1]: n for n in names if "/" in n and n.split("/", 1)[1]}
-        folder, count = "", 0
+        folder, count, package = "", 0, ""
         for candidate in _SUITE_FOLDERS:
-            count = sum(1 for rel in top if rel.startswith(candidate + "/")
-                        and _is_test_module(rel.rpartition("/")[2]))
+            count = _test_modules(top, candidate)
             if count:
                 folder = candidate
                 break
+        if not folder:  # tests the package installs itself: pkg/tests, src/pkg/tests
+            folder, count, package = _package_tests(top)
         if not folder:
             return None
-        files = [folder]
+        files = [] if package else [folder]
         if "conftest.py" in top:
             files.append("conftest.py")
+        config_text = ""
         for config, section in _PYTEST_CONFIG.items():
             if config in top and (not section or section.encode() in read(top[config])):
                 files.append(config)
+                config_text = read(top[config]).decode("utf-8", "replace")
                 break  # pytest reads the first it finds; one is enough
-        requires = _test_requirements(top, read, project)
-    return Suite(folder, count, tuple(files), requires)
+        if not package:
+            files += [d for d in _DATA_FOLDERS if any(rel.startswith(d + "/") for rel in top)]
+        requires = _test_requirements(top, read, project, _plugins(config_text))
+    return Suite(folder, count, tuple(files), requires, package)
+
+
+def _test_modules(top: dict[str, str], folder: str) -> int:
+    return sum(1 for rel in top if rel.startswith(folder + "/")
+               and _is_test_module(rel.rpartition("/")[2]))
+
+
+def _package_tests(top: dict[str, str]) -> tuple[str, int, str]:
+    """("pkg/tests", modules, "pkg.tests") for a tests package inside the project's package."""
+    for rel in sorted(top):
+        parts = rel.split("/")
+        if parts[-1] != "__init__.py" or len(parts) < 3 or parts[-2] not in ("tests", "test"):
+            continue
+        inner = parts[1:-1] if parts[0] == "src" else parts[:-1]
+        if len(inner) == 2 and all(p.isidentifier() for p in inner):
+            folder = "/".join(parts[:-1])
+            count = _test_modules(top, folder)
+            if count:
+                return folder, count, ".".join(inner)
+    return "", 0, ""
+
+
+def _plugins(config: str) -> list[str]:
+    """The pytest plugins the configuration's addopts and required_plugins need."""
+    needed: list[str] = []
+    for match in re.finditer(r"^\s*(addopts|required_plugins)\s*=\s*(.+(?:\n[ \t]+.+)*)",
+                             config, re.MULTILINE):
+        words = re.findall(r"[^\s\"',\[\]]+", match.group(2))
+        if match.group(1) == "required_plugins":
+            needed += [w for w in words if not w.startswith("-")]
+            continue
+        for i, word in enumerate(words):
+            option = word.split("=", 1)[0]
+            if word == "-p" and i + 1 < len(words) and words[i + 1].startswith("pytest_"):
+                needed.append(words[i + 1].replace("_", "-"))
+            for prefix, plugin in _OPTION_PLUGINS.items():
+                if option == prefix or option.startswith(prefix + "-"):
+                    needed.append(plugin)
+    return needed
 
 
 def _is_test_module(leaf: str) -> bool:
@@ -122,8 +182,8 @@ def _is_test_module(leaf: str) -> bool:
 
 
 def _test_requirements(top: dict[str, str], read: Callable[[str], bytes],
-                       project: str) -> tuple[str, ...]:
-    found: list[str] = []
+                       project: str, plugins: Sequence[str] = ()) -> tuple[str, ...]:
+    found: list[str] = list(plugins)
     pkg_info = read(top["PKG-INFO"]).decode("utf-8", "replace") if "PKG-INFO" in top else ""
     for line in pkg_info.splitlines():
         if line.startswith("Requires-Dist:"):
@@ -144,11 +204,12 @@ def _test_requirements(top: dict[str, str], read: Callable[[str], bytes],
                     if isinstance(values, list):
                         found += [v for v in values if isinstance(v, str)]
     for name in _REQUIREMENT_FILES:
-        if name in top:
-            for line in read(top[name]).decode("utf-8", "replace").splitlines():
-                line = line.split(" #", 1)[0].strip()
-                if line and not line.startswith(("#", "-")) and "://" not in line:
-                    found.append(line)
+        found += _requirement_file(top, read, name, set())
+    if "setup.py" in top:  # setuptools' tests_require = [...], when written as literals
+        setup = read(top["setup.py"]).decode("utf-8", "replace")
+        listed = re.search(r"tests_require\s*=\s*\[([^\]]*)\]", setup)
+        if listed:
+            found += re.findall(r"[\"']([^\"']+)[\"']", listed.group(1))
     own = canonicalize_name(project)
     wanted: dict[str, str] = {}
     for text in ["pytest", *found]:
@@ -160,6 +221,24 @@ def _test_requirements(top: dict[str, str], read: Callable[[str], bytes],
         if name != own and (name not in wanted or text != "pytest"):
             wanted[name] = str(req)  # the project's own pin of pytest wins over ours
     return tuple(wanted.values())
+
+
+def _requirement_file(top: dict[str, str], read: Callable[[str], bytes], name: str,
+                      seen: set[str]) -> list[str]:
+    """The requirements a file in the sdist lists, following its ``-r`` includes."""
+    if name not in top or name in seen:
+        return []
+    seen.add(name)
+    found: list[str] = []
+    for line in read(top[name]).decode("utf-8", "replace").splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if line.startswith(("-r ", "--requirement ")):
+            included = posixpath.normpath(posixpath.join(posixpath.dirname(name),
+                                                         line.split(None, 1)[1].strip()))
+            found += _requirement_file(top, read, included, seen)
+        elif line and not line.startswith(("#", "-")) and "://" not in line:
+            found.append(line)
+    return found
 
 
 def _extra_requirement(text: str) -> list[str]:
@@ -237,7 +316,11 @@ def new_recipe(spec: str, *, directory: Path, cache: Path, pythons: tuple[str, .
                          test_requires=suite.requires if suite else (),
                          test_files=suite.files if suite else (), smoke=True,
                          environment=dict(environment))
-    if suite is not None:
+    if suite is not None and suite.package:
+        about = (f"# [test] runs the project's own suite ({suite.test_files} test files in "
+                 f"{suite.folder}/), which the wheel\n# installs, from the installed wheel "
+                 "(pytest --pyargs); smoke also imports its compiled modules.\n")
+    elif suite is not None:
         about = (f"# [test] runs the project's own suite ({suite.test_files} test files in "
                  f"{suite.folder}/) against each built\n# wheel, copied out of the sdist "
                  "([test] files) so it imports the wheel, not the source; smoke\n# also "

@@ -81,6 +81,34 @@ def test_the_suite_is_found_with_its_config_and_declared_requirements(tmp_path):
     assert found.command == "python -m pytest tests"
 
 
+def test_plugins_the_config_needs_includes_data_and_setup_py(tmp_path):
+    setup_cfg = """
+        [tool:pytest]
+        addopts = -ra -p pytest_cov --cov=demo
+            --numprocesses=auto --strict-markers
+        required_plugins = pytest-timeout>=2
+    """
+    files = {"pyproject.toml": SETUPTOOLS, "setup.cfg": setup_cfg, "tests/test_a.py": "",
+             "data/sample.txt": "", "setup.py": "setup(tests_require=['pytz', \"six>=1\"])",
+             "requirements/ci.txt": "-r pytest.txt\nrequests\n",
+             "requirements/pytest.txt": "pytest-mock\n-r ci.txt\n"}
+    found = find_suite(make_sdist(tmp_path, "demo", "1.0", files).path, "demo")
+    assert found is not None
+    assert found.files == ("tests", "setup.cfg", "data")
+    assert found.requires == ("pytest", "pytest-cov", "pytest-xdist", "pytest-timeout>=2",
+                              "pytest-mock", "requests", "pytz", "six>=1")
+
+
+def test_tests_inside_the_package_run_from_the_installed_wheel(tmp_path):
+    files = {"pyproject.toml": SETUPTOOLS, "src/demo/__init__.py": "",
+             "src/demo/tests/__init__.py": "", "src/demo/tests/test_core.py": "",
+             "numpyish/testing/__init__.py": "", "numpyish/testing/test_x.py": ""}
+    found = find_suite(make_sdist(tmp_path, "demo", "1.0", files).path, "demo")
+    assert found is not None
+    assert (found.folder, found.package, found.files) == ("src/demo/tests", "demo.tests", ())
+    assert found.command == "python -m pytest --pyargs demo.tests"
+
+
 def test_no_suite_without_test_modules(tmp_path):
     files = {"pyproject.toml": SETUPTOOLS, "tests/data.txt": "", "test/helpers.py": "",
              "demo/__init__.py": ""}
