@@ -309,3 +309,42 @@ def test_the_test_result_is_signed_and_verify_requires_it(run_kiln, tmp_path):
     missing = run_kiln("verify", bare, "--key", keys / "ci.pub", "--require-tests")
     assert missing.returncode == 31 and "no signed test result" in missing.stderr
     assert run_kiln("verify", bare, "--key", keys / "ci.pub").returncode == 0
+
+
+OPTIONAL_C = """
+    #include <Python.h>
+    static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_optional", NULL, -1, NULL};
+    PyMODINIT_FUNC PyInit__optional(void) {
+        PyObject *backend = PyImport_ImportModule("absent_backend_xyz");  /* an extra's */
+        if (backend == NULL) return NULL;
+        Py_DECREF(backend);
+        return PyModule_Create(&module);
+    }
+"""
+TWO_MODULES_SETUP = """
+    from setuptools import Extension, setup
+    setup(name="cext-demo", version="1.0", packages=["cext_demo"],
+          ext_modules=[Extension("cext_demo._speedups", ["src/speedups.c"]),
+                       Extension("cext_demo._optional", ["src/optional.c"])])
+"""
+
+
+def test_the_smoke_test_passes_over_a_module_that_needs_an_optional_package(run_kiln, tmp_path):
+    files = {**cext_files(), "setup.py": TWO_MODULES_SETUP, "src/optional.c": OPTIONAL_C}
+    sdist = make_sdist(tmp_path / "sdists", "cext-demo", "1.0", files)
+    recipe = tmp_path / "recipes" / "cext-demo.toml"
+    recipe.parent.mkdir(parents=True)
+    recipe.write_text(recipe_text(sdist, extra="\n[test]\nsmoke = true\n"))
+    result = _build(run_kiln, recipe, tmp_path / "wh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    [built] = json.loads(result.stdout)
+    assert "cext_demo._optional" in built["record"]["test"]["commands"][0]
+    log = Path(built["log"]).read_text()
+    assert "skipped cext_demo._optional: it needs absent_backend_xyz" in log
+    # a module of the wheel's own that does not import fails it
+    broken = files | {"cext_demo/__init__.py": "import cext_demo.nope\n"}
+    sdist = make_sdist(tmp_path / "sdists2", "cext-demo", "1.0", broken)
+    recipe.write_text(recipe_text(sdist, extra="\n[test]\nsmoke = true\n"))
+    recipe.with_suffix(".lock").unlink()  # another sdist: locked again
+    failed = _build(run_kiln, recipe, tmp_path / "wh2")
+    assert failed.returncode == 12, failed.stderr
