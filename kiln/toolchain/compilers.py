@@ -20,25 +20,61 @@ from pathlib import Path
 WRAPPERS = {"CC": "kiln-cc", "CXX": "kiln-c++"}
 
 
-def write_wrapper(target: Path, command: str, flags: list[str], *, link_libc: bool = True) -> None:
+# C++ sources, by the extensions gcc and clang read as C++.
+_CXX_SOURCES = "*.cpp|*.cc|*.cxx|*.c++|*.C|*.cp|*.CPP"
+
+
+def _runs(run: str, link_libc: bool, indent: str = "") -> str:
+    """The lines that run ``run`` with the caller's arguments (and libc on a shared link)."""
+    if not link_libc:  # not on macOS: ld64 knows no --no-as-needed, and links libSystem anyway
+        return f'{indent}exec {run} "$@"\n'
+    return (f"{indent}for arg do\n"
+            f'{indent}  if [ "$arg" = -shared ]; then\n'
+            f'{indent}    exec {run} "$@" -Wl,--no-as-needed -lc\n'
+            f"{indent}  fi\n"
+            f"{indent}done\n"
+            f'{indent}exec {run} "$@"\n')
+
+
+def write_wrapper(target: Path, command: str, flags: list[str], *, link_libc: bool = True,
+                  cxx: str | None = None) -> None:
     """A POSIX sh script that runs ``command`` with ``flags`` before the caller's arguments.
 
     ``command`` comes from the interpreter's build configuration or the toolchain (never
-    from a recipe); every word is quoted, so nothing in it is expanded.
+    from a recipe); every word is quoted, so nothing in it is expanded. With ``cxx``, the
+    C compiler's wrapper hands C++ to the C++ compiler, as gcc does by a file's extension
+    (zig's clang does not: it would miss libc++'s headers): a C++ source is compiled with
+    ``cxx``, its object is marked, and a link of a marked object links as C++ (setuptools
+    links every extension with CC unless it declares language="c++").
     """
     run = shlex.join([*shlex.split(command), *flags])
     text = "#!/bin/sh\n# written by kiln: adds its prefix maps to every compile"
-    if link_libc:  # not on macOS: ld64 knows no --no-as-needed, and links libSystem anyway
+    if link_libc:
         text += ("; links the C library\n# into every shared object "
-                 "(see kiln/toolchain/compilers.py)\n"
-                 'for arg do\n'
-                 '  if [ "$arg" = -shared ]; then\n'
-                 f'    exec {run} "$@" -Wl,--no-as-needed -lc\n'
-                 '  fi\n'
-                 'done\n')
+                 "(see kiln/toolchain/compilers.py)\n")
     else:
         text += "\n"
-    target.write_text(text + f'exec {run} "$@"\n')
+    if cxx is not None:
+        run_cxx = shlex.join([*shlex.split(cxx), *flags])
+        text += ("as_cxx=; compile=; out=; prev=\n"
+                 "for arg do\n"
+                 '  case "$arg" in\n'
+                 f"    {_CXX_SOURCES}) as_cxx=1 ;;\n"
+                 '    *.o) if [ -e "$arg.kiln-c++" ]; then as_cxx=1; fi ;;\n'
+                 "    -c) compile=1 ;;\n"
+                 "  esac\n"
+                 '  if [ "$prev" = -o ]; then out=$arg; fi\n'
+                 "  prev=$arg\n"
+                 "done\n"
+                 'if [ -n "$as_cxx" ] && [ -n "$compile" ]; then\n'
+                 f'  {run_cxx} "$@" || exit $?\n'
+                 '  if [ -n "$out" ]; then : > "$out.kiln-c++"; fi\n'
+                 "  exit 0\n"
+                 "fi\n"
+                 'if [ -n "$as_cxx" ]; then\n'
+                 + _runs(run_cxx, link_libc, "  ") +
+                 "fi\n")
+    target.write_text(text + _runs(run, link_libc))
     target.chmod(0o755)
 
 
@@ -50,8 +86,10 @@ def wrap_compilers(bin_dir: Path, bin_inside: str, env: dict[str, str], *, cc: s
     interpreter's (``cc``, ``cxx``).
     """
     out = {}
+    cxx_command = env.get("CXX") or cxx
     for var, name in WRAPPERS.items():
         command = env.get(var) or (cc if var == "CC" else cxx)
-        write_wrapper(bin_dir / name, command, flags, link_libc=link_libc)
+        write_wrapper(bin_dir / name, command, flags, link_libc=link_libc,
+                      cxx=cxx_command if var == "CC" and cxx_command else None)
         out[var] = f"{bin_inside}/{name}"
     return out

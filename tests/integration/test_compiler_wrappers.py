@@ -24,3 +24,51 @@ def test_a_shared_object_always_names_the_c_library(tmp_path):
                              text=True, check=True).stdout
     assert "Shared library: [libc.so.6]" in dynamic
     assert (tmp_path / "pure.o").is_file()
+
+
+CXX_SOURCE = """
+#include <string>
+#include <vector>
+extern "C" int joined(int n) {
+    std::vector<std::string> v(n, "ab");
+    std::string s;
+    for (auto &x : v) s += x;
+    return (int)s.size();
+}
+"""
+
+
+def test_the_c_compiler_hands_cpp_to_the_cpp_compiler(tmp_path):
+    """setuptools compiles and links every extension with CC unless it says language="c++"
+    (kiwisolver does not): C++ sources and the links of their objects go to CXX, as gcc does
+    by extension; zig's cc would miss libc++'s headers and its link libc++."""
+    if shutil.which("gcc") is None or shutil.which("g++") is None or shutil.which("readelf") \
+            is None:
+        pytest.skip("needs gcc, g++ and readelf")
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "real").mkdir()
+    # "C compiler" that cannot compile C++ headers: as zig cc would fail on <vector>.
+    fake_cc = tmp_path / "real" / "c-only"
+    fake_cc.write_text('#!/bin/sh\nfor a do case "$a" in *.cpp) echo "fatal error: '
+                       "'vector' file not found\"; exit 1;; esac; done\nexec gcc \"$@\"\n")
+    fake_cc.chmod(0o755)
+    wrap_compilers(tmp_path / "bin", str(tmp_path / "bin"), {}, cc=str(fake_cc), cxx="g++",
+                   flags=["-O2"])
+    cc = tmp_path / "bin" / "kiln-cc"
+    (tmp_path / "joined.cpp").write_text(CXX_SOURCE)
+    (tmp_path / "plain.c").write_text("int one(void) { return 1; }\n")
+    subprocess.run([cc, "-fPIC", "-c", "joined.cpp", "-o", "joined.o"], cwd=tmp_path, check=True)
+    subprocess.run([cc, "-fPIC", "-c", "plain.c", "-o", "plain.o"], cwd=tmp_path, check=True)
+    assert (tmp_path / "joined.o.kiln-c++").is_file()
+    assert not (tmp_path / "plain.o.kiln-c++").exists()
+    subprocess.run([cc, "-shared", "joined.o", "plain.o", "-o", "both.so"], cwd=tmp_path,
+                   check=True)
+    assert not (tmp_path / "both.so.kiln-c++").exists()  # never beside what gets packaged
+    dynamic = subprocess.run(["readelf", "-d", tmp_path / "both.so"], capture_output=True,
+                             text=True, check=True).stdout
+    assert "libstdc++" in dynamic and "libc.so.6" in dynamic
+    # a C-only link stays with the C compiler
+    subprocess.run([cc, "-shared", "plain.o", "-o", "plain.so"], cwd=tmp_path, check=True)
+    plain = subprocess.run(["readelf", "-d", tmp_path / "plain.so"], capture_output=True,
+                           text=True, check=True).stdout
+    assert "libstdc++" not in plain
