@@ -121,6 +121,8 @@ def find_suite(archive: Path, project: str) -> Suite | None:
                 break
         if not folder:  # tests the package installs itself: pkg/tests, src/pkg/tests
             folder, count, package = _package_tests(top)
+        if not folder:  # a suite one folder down, beside the bindings: py/tests
+            folder, count = _nested_tests(top)
         if not folder:
             return None
         files = [] if package else [folder]
@@ -156,6 +158,20 @@ def _package_tests(top: dict[str, str]) -> tuple[str, int, str]:
             if count:
                 return folder, count, ".".join(inner)
     return "", 0, ""
+
+
+def _nested_tests(top: dict[str, str]) -> tuple[str, int]:
+    """("py/tests", modules) for a tests folder one level down that no package holds."""
+    found = sorted({"/".join(rel.split("/")[:2]) for rel in top
+                    if rel.count("/") >= 2 and rel.split("/")[1] in ("tests", "test")})
+    for folder in found:
+        parent = folder.split("/")[0]
+        if parent in ("src", "docs", "doc") or f"{parent}/__init__.py" in top:
+            continue
+        count = _test_modules(top, folder)
+        if count:
+            return folder, count
+    return "", 0
 
 
 def _plugins(config: str) -> list[str]:

@@ -109,6 +109,15 @@ def test_tests_inside_the_package_run_from_the_installed_wheel(tmp_path):
     assert found.command == "python -m pytest --pyargs demo.tests"
 
 
+def test_a_suite_one_folder_down_beside_the_bindings(tmp_path):
+    files = {"pyproject.toml": SETUPTOOLS, "py/tests/test_solver.py": "", "py/src/x.cpp": "",
+             "kiwi/tests/test_not_python.py": "", "kiwi/__init__.py": ""}
+    found = find_suite(make_sdist(tmp_path, "kiwisolver", "1.0", files).path, "kiwisolver")
+    assert found is not None
+    assert (found.folder, found.files) == ("py/tests", ("py/tests",))
+    assert found.command == "python -m pytest py/tests"
+
+
 def test_no_suite_without_test_modules(tmp_path):
     files = {"pyproject.toml": SETUPTOOLS, "tests/data.txt": "", "test/helpers.py": "",
              "demo/__init__.py": ""}
