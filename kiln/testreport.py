@@ -77,7 +77,8 @@ def describe(statement: dict[str, Any]) -> str:
     counts = predicate.get("counts") or {}
     collected = counts.get("collected") if isinstance(counts, dict) else None
     if not isinstance(collected, int) or not collected:
-        said = "passed" if passed else "failed"
+        # commands without a runner kiln counts (an import check): say so, not just "passed"
+        said = "passed (commands only, no tests counted)" if passed else "failed"
     elif passed:
         said = f"passed ({counts.get('passed')})"
     else:
