@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import configparser
 import posixpath
 import re
+import shlex
 import sys
 import tarfile
 import tempfile
@@ -128,15 +130,15 @@ def find_suite(archive: Path, project: str) -> Suite | None:
         files = [] if package else [folder]
         if "conftest.py" in top:
             files.append("conftest.py")
-        config_text = ""
+        plugins: list[str] = []
         for config, section in _PYTEST_CONFIG.items():
             if config in top and (not section or section.encode() in read(top[config])):
                 files.append(config)
-                config_text = read(top[config]).decode("utf-8", "replace")
+                plugins = _plugins(read(top[config]).decode("utf-8", "replace"), config)
                 break  # pytest reads the first it finds; one is enough
         if not package:
             files += [d for d in _DATA_FOLDERS if any(rel.startswith(d + "/") for rel in top)]
-        requires = _test_requirements(top, read, project, _plugins(config_text))
+        requires = _test_requirements(top, read, project, plugins)
     return Suite(folder, count, tuple(files), requires, package)
 
 
@@ -174,23 +176,50 @@ def _nested_tests(top: dict[str, str]) -> tuple[str, int]:
     return "", 0
 
 
-def _plugins(config: str) -> list[str]:
-    """The pytest plugins the configuration's addopts and required_plugins need."""
-    needed: list[str] = []
-    for match in re.finditer(r"^\s*(addopts|required_plugins)\s*=\s*(.+(?:\n[ \t]+.+)*)",
-                             config, re.MULTILINE):
-        words = re.findall(r"[^\s\"',\[\]]+", match.group(2))
-        if match.group(1) == "required_plugins":
-            needed += [w for w in words if not w.startswith("-")]
-            continue
-        for i, word in enumerate(words):
-            option = word.split("=", 1)[0]
-            if word == "-p" and i + 1 < len(words) and words[i + 1].startswith("pytest_"):
-                needed.append(words[i + 1].replace("_", "-"))
-            for prefix, plugin in _OPTION_PLUGINS.items():
-                if option == prefix or option.startswith(prefix + "-"):
-                    needed.append(plugin)
+def _plugins(config: str, name: str) -> list[str]:
+    """The pytest plugins the configuration file ``name`` asks for: ``-p pytest_x`` and the
+    options of known plugins in its addopts, and its required_plugins."""
+    addopts, required = _pytest_options(config, name)
+    needed: list[str] = list(required)
+    words = shlex.split(addopts, comments=True) if addopts else []
+    for i, word in enumerate(words):
+        option = word.split("=", 1)[0]
+        if word == "-p" and i + 1 < len(words) and words[i + 1].startswith("pytest_"):
+            needed.append(words[i + 1].replace("_", "-"))
+        for prefix, plugin in _OPTION_PLUGINS.items():
+            if option == prefix or option.startswith(prefix + "-"):
+                needed.append(plugin)
     return needed
+
+
+def _pytest_options(config: str, name: str) -> tuple[str, list[str]]:
+    """(addopts, required_plugins) as the file gives them; ("", []) when it cannot be read."""
+    if name == "pyproject.toml":
+        try:
+            tool = toml.loads(config).get("tool")
+        except toml.TOMLDecodeError:
+            return "", []
+        pytest = tool.get("pytest") if isinstance(tool, dict) else None
+        options = pytest.get("ini_options") if isinstance(pytest, dict) else None
+        if not isinstance(options, dict):
+            return "", []
+        addopts, required = options.get("addopts", ""), options.get("required_plugins", [])
+        if isinstance(addopts, list):
+            addopts = " ".join(shlex.quote(str(a)) for a in addopts)
+        if isinstance(required, str):
+            required = required.split()
+        return (addopts if isinstance(addopts, str) else "",
+                [str(r) for r in required] if isinstance(required, list) else [])
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        parser.read_string(config)
+    except configparser.Error:
+        return "", []
+    section = "tool:pytest" if name == "setup.cfg" else "pytest"
+    if not parser.has_section(section):
+        return "", []
+    return (parser.get(section, "addopts", fallback=""),
+            parser.get(section, "required_plugins", fallback="").split())
 
 
 def _is_test_module(leaf: str) -> bool:

@@ -84,8 +84,12 @@ def test_the_suite_is_found_with_its_config_and_declared_requirements(tmp_path):
 def test_plugins_the_config_needs_includes_data_and_setup_py(tmp_path):
     setup_cfg = """
         [tool:pytest]
-        addopts = -ra -p pytest_cov --cov=demo
-            --numprocesses=auto --strict-markers
+        addopts =
+            # pytest-xdist is off:
+            # --numprocesses=auto
+
+            -ra -p pytest_cov --cov=demo
+            --numprocesses=0 --strict-markers
         required_plugins = pytest-timeout>=2
     """
     files = {"pyproject.toml": SETUPTOOLS, "setup.cfg": setup_cfg, "tests/test_a.py": "",
@@ -95,7 +99,7 @@ def test_plugins_the_config_needs_includes_data_and_setup_py(tmp_path):
     found = find_suite(make_sdist(tmp_path, "demo", "1.0", files).path, "demo")
     assert found is not None
     assert found.files == ("tests", "setup.cfg", "data")
-    assert found.requires == ("pytest", "pytest-cov", "pytest-xdist", "pytest-timeout>=2",
+    assert found.requires == ("pytest", "pytest-timeout>=2", "pytest-cov", "pytest-xdist",
                               "pytest-mock", "requests", "pytz", "six>=1")
 
 
