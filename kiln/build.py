@@ -39,7 +39,7 @@ from kiln.wheelfile import canonicalise, parse_name
 from kiln.wheeltest import TestOutcome, has_tests, run_wheel_tests, test_ref
 
 # Bumped whenever kiln changes what it does to a build in a way that changes its bytes.
-NORMALISATION_VERSION = "4"  # 4: hermetic builds; 3: shared objects name libc, meson build/
+NORMALISATION_VERSION = "5"  # 5: temp-folder maps, C++ by extension; 4: hermetic; 3: libc, meson
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,29 @@ def _runs(run: str, link_libc: bool, indent: str = "") -> str:
             f'{indent}exec {run} "$@"\n')
 
 
+# A backend that compiles a copy of the sources in a folder of its own under the temporary
+# folder (propcache 0.2 and frozenlist's pep517 backends: /tmp/.tmp-propcache-pep517-x1y2)
+# writes that random name into the debug info, where no fixed map reaches: each compile
+# that names such a folder (or runs in one) maps it to /kiln/tmp.
+_TEMP_MAPS = """tmp=${TMPDIR:-/tmp}; tmp=${tmp%/}; seen=; compiles=
+for arg do
+  if [ "$arg" = -c ]; then compiles=1; fi
+done
+if [ -n "$compiles" ]; then
+  for arg in "$PWD" "$@"; do
+    case "$arg" in
+      "$tmp"/?*)
+        rest=${arg#"$tmp"/}; top=$tmp/${rest%%/*}
+        case " $seen " in
+          *" $top "*) ;;
+          *) seen="$seen $top"; set -- "$@" "-ffile-prefix-map=$top=/kiln/tmp" ;;
+        esac ;;
+    esac
+  done
+fi
+"""
+
+
 def write_wrapper(target: Path, command: str, flags: list[str], *, link_libc: bool = True,
                   cxx: str | None = None) -> None:
     """A POSIX sh script that runs ``command`` with ``flags`` before the caller's arguments.
@@ -54,6 +77,7 @@ def write_wrapper(target: Path, command: str, flags: list[str], *, link_libc: bo
                  "(see kiln/toolchain/compilers.py)\n")
     else:
         text += "\n"
+    text += _TEMP_MAPS
     if cxx is not None:
         run_cxx = shlex.join([*shlex.split(cxx), *flags])
         text += ("as_cxx=; compile=; out=; prev=\n"

@@ -72,3 +72,24 @@ def test_the_c_compiler_hands_cpp_to_the_cpp_compiler(tmp_path):
     plain = subprocess.run(["readelf", "-d", tmp_path / "plain.so"], capture_output=True,
                            text=True, check=True).stdout
     assert "libstdc++" not in plain
+
+
+def test_a_copy_compiled_in_a_random_temporary_folder_is_mapped(tmp_path):
+    """propcache 0.2's backend compiles a copy of its sources in /tmp/.tmp-…-XXXXXXXX: the
+    random name would reach the debug info, so each such folder is mapped to /kiln/tmp."""
+    if shutil.which("gcc") is None:
+        pytest.skip("needs gcc")
+    wrap_compilers(tmp_path, str(tmp_path), {}, cc="gcc", cxx="g++", flags=["-g"])
+    temp = tmp_path / "tmp"
+    objects = []
+    for name in (".tmp-demo-pep517-ab12cd34", ".tmp-demo-pep517-ef56gh78"):
+        copy = temp / name / "demo"
+        copy.mkdir(parents=True)
+        (copy / "x.c").write_text("int f(int a) { return a * 2; }\n")
+        out = tmp_path / f"{name}.o"
+        subprocess.run([tmp_path / "kiln-cc", "-fPIC", "-c", copy / "x.c", "-o", out],
+                       cwd=copy, check=True, env={"PATH": "/usr/bin:/bin", "TMPDIR": str(temp)})
+        data = out.read_bytes()
+        assert name.encode() not in data and b"/kiln/tmp/demo/x.c" in data
+        objects.append(data)
+    assert objects[0] == objects[1]  # the same bytes from two random folders
