@@ -80,9 +80,9 @@ DEBUG_INFO_SUGGESTIONS: dict[str, str] = {
                   "[build] environment = { CPPFLAGS = \"-g0\" } (CPPFLAGS, since CFLAGS "
                   "would replace Python's own flags)",
     "temp-name": "only debug info differs: the compiler wrote a temporary folder's random "
-                 "name (the backend compiles a copy under /tmp); the hermetic backend maps "
-                 "such folders, or [build] environment = { CPPFLAGS = \"-g0\" } drops the "
-                 "debug info",
+                 "name past kiln's maps (kiln maps a temporary folder a compile names or runs "
+                 "in; this one reached it another way, e.g. a generated file's #line): "
+                 "[build] environment = { CPPFLAGS = \"-g0\" } drops the debug info",
 }
 _DEBUG_SECTION = re.compile(r"\.z?debug_")
 
