@@ -59,34 +59,39 @@ def has_tests(spec: TestSpec) -> bool:
 
 def compiled_modules(wheel: Path) -> tuple[str, ...]:
     """The dotted names of a wheel's compiled extension modules (``pkg._speedups``)."""
-    found = []
-    with zipfile.ZipFile(wheel) as zf:
-        for member in zf.namelist():
-            folder, _, leaf = member.rpartition("/")
-            if not leaf.endswith((".so", ".pyd")):
-                continue  # a folder that is not an identifier (x.data, x.libs) is skipped below
-            stem = leaf.split(".", 1)[0]
-            parts = [*folder.split("/"), stem] if folder else [stem]
-            if all(_IDENTIFIER.match(p) for p in parts):
-                found.append(".".join(parts))
-    return tuple(sorted(set(found)))
+    return _modules(_members(wheel))[0]
 
 
 def importable_packages(wheel: Path) -> tuple[str, ...]:
     """A pure wheel's top-level modules worth importing: not namespace folders (no
     ``__init__.py``), not stub-only packages (``foo-stubs``, only ``.pyi``)."""
+    return _modules(_members(wheel))[1]
+
+
+def _members(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as zf:
-        names = zf.namelist()
-    found = set()
-    for member in names:
+        return zf.namelist()
+
+
+def _modules(members: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(compiled modules by dotted name, importable top-level packages and modules)."""
+    compiled, packages = set(), set()
+    for member in members:
+        folder, _, leaf = member.rpartition("/")
+        if leaf.endswith((".so", ".pyd")):
+            # a folder that is not an identifier (x.data, x.libs) is no module's
+            stem = leaf.split(".", 1)[0]
+            parts = [*folder.split("/"), stem] if folder else [stem]
+            if all(_IDENTIFIER.match(p) for p in parts):
+                compiled.add(".".join(parts))
         top, _, rest = member.partition("/")
         if top.endswith((".dist-info", ".data")):
             continue
         if not rest and top.endswith(".py") and _IDENTIFIER.match(top[:-3]):
-            found.add(top[:-3])
+            packages.add(top[:-3])
         elif rest == "__init__.py" and _IDENTIFIER.match(top):
-            found.add(top)
-    return tuple(sorted(found))
+            packages.add(top)
+    return tuple(sorted(compiled)), tuple(sorted(packages))
 
 
 # Each module is imported; one that needs a package the wheel does not install (an optional
@@ -104,13 +109,15 @@ for m in {modules!r}:
 
 def smoke_command(wheel: Path) -> tuple[str, ...] | None:
     """``python -c …``: import the compiled modules (else the real packages), or None."""
-    modules = compiled_modules(wheel) or importable_packages(wheel)
+    compiled, packages = _modules(_members(wheel))
+    modules = compiled or packages
     if not modules:
         return None
-    own = sorted({m.split(".")[0] for m in (*modules, *importable_packages(wheel))})
     if len(modules) == 1:  # the wheel's one module: it must import
         return ("python", "-c", f"import {modules[0]}")
-    return ("python", "-c", _SMOKE.format(modules=list(modules), own=set(own)))
+    # A sorted tuple, never a set: the command is recorded, and a set's order is the hash's.
+    own = tuple(sorted({m.split(".")[0] for m in (*modules, *packages)}))
+    return ("python", "-c", _SMOKE.format(modules=list(modules), own=own))
 
 
 def commands_for(spec: TestSpec, wheel: Path) -> tuple[tuple[str, ...], ...]:
