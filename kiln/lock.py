@@ -9,6 +9,8 @@ declares in ``[build-system] requires`` plus what its backend asks for at build 
 from __future__ import annotations
 
 import re
+import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -228,14 +230,8 @@ def resolve_lock(recipe: Recipe, *, cache: Path, index: IndexOptions,
     # without declaring them (a setup.py that calls cmake), now pinned like the rest.
     requirements = _merge((*build_system.requires, *recipe.build_requires), dynamic)
     reporter().stage("lock", f"{recipe.label}: resolving {len(requirements)} requirements")
-    lowest = min(recipe.pythons, key=lambda v: tuple(int(x) for x in v.split(".")))
-    request = "\n".join(requirements) + "\n"
-    result = proc.capture(
-        [installer.uv_binary(), "pip", "compile", "--quiet", "--universal", "--generate-hashes",
-         "--no-header", "--python-version", lowest, *index.args(), "-"],
-        what=f"resolving the build requirements of {recipe.label}", error=LockError,
-        env=installer.uv_env(), stdin=request.encode(),
-    )
+    result = _compile(recipe, requirements, index,
+                      what=f"resolving the build requirements of {recipe.label}")
     body = result.stdout.decode()
     header = [
         f"# {LOCK_FORMAT}: build requirements of {recipe.name} {recipe.version}",
@@ -252,6 +248,17 @@ def resolve_lock(recipe: Recipe, *, cache: Path, index: IndexOptions,
     if recipe.test.requires:
         resolve_test_lock(recipe, index=index, source=source)
     return lock
+
+
+def _compile(recipe: Recipe, requirements: Sequence[str], index: IndexOptions, *, what: str,
+             extra: Sequence[str] = (), check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    """uv's universal resolution of ``requirements``, with hashes, for the recipe's Pythons."""
+    lowest = min(recipe.pythons, key=lambda v: tuple(int(x) for x in v.split(".")))
+    return proc.capture(
+        [installer.uv_binary(), "pip", "compile", "--quiet", "--universal", "--generate-hashes",
+         "--no-header", "--python-version", lowest, *index.args(), *extra, "-"],
+        what=what, error=LockError, env=installer.uv_env(), check=check,
+        stdin=("\n".join(requirements) + "\n").encode())
 
 
 # -- the test requirements -------------------------------------------------------------------
@@ -295,27 +302,21 @@ def resolve_test_lock(recipe: Recipe, *, index: IndexOptions,
     requirements = list(recipe.test.requires)
     reporter().stage("lock", f"{recipe.label}: resolving {len(requirements)} test "
                              "requirement(s)")
-    lowest = min(recipe.pythons, key=lambda v: tuple(int(x) for x in v.split(".")))
-    argv: list[str | Path] = [installer.uv_binary(), "pip", "compile", "--quiet", "--universal",
-                              "--generate-hashes", "--no-header", "--python-version", lowest,
-                              *index.args()]
     what = f"resolving the test requirements of {recipe.label} ([test] requires)"
-    stdin = ("\n".join(requirements) + "\n").encode()
     cutoff = None
     if source is not None:
         released = datetime.fromtimestamp(source_date_epoch(source, recipe), timezone.utc)
         cutoff = (released + timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
     result = None
     if cutoff is not None:
-        result = proc.capture([*argv, "--exclude-newer", cutoff, "-"], what=what,
-                              error=LockError, env=installer.uv_env(), stdin=stdin, check=False)
+        result = _compile(recipe, requirements, index, what=what,
+                          extra=("--exclude-newer", cutoff), check=False)
         if result.returncode != 0:
             reporter().note(f"{recipe.label}: the test requirements cannot all be met with "
                             f"releases before {cutoff}; taking today's")
             result, cutoff = None, None
     if result is None:
-        result = proc.capture([*argv, "-"], what=what, error=LockError, env=installer.uv_env(),
-                              stdin=stdin)
+        result = _compile(recipe, requirements, index, what=what)
     header = [
         f"# {LOCK_FORMAT}: test requirements of {recipe.name} {recipe.version}",
         f"# regenerate with: kiln lock {recipe.path}",

@@ -309,10 +309,8 @@ def _build_job(job: BuildJob, backend: Backend, options: BuildOptions, result: J
     tests = [list(c) for c in job.recipe.test.commands] if options.run_tests else "no tests"
     key = BuildCache.key(build_id(job, backend, toolchain),
                          tests=[tests, list(job.recipe.test.requires),
-                                *([list(job.recipe.test.files), job.recipe.test.smoke,
-                                   job.test_lock.sha256 if job.test_lock else ""]
-                                  if job.recipe.test.files or job.recipe.test.smoke
-                                  or job.test_lock else [])])
+                                list(job.recipe.test.files), job.recipe.test.smoke,
+                                job.test_lock.sha256 if job.test_lock else ""])
     logs = options.output / "logs"
     log_name = (f"{job.recipe.project}-{job.recipe.version}-{job.interpreter.tag}-"
                 f"{job.target.name}.log")
