@@ -7,14 +7,18 @@ Tests that need PyPI are marked `network`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import http.server
 import io
+import json
 import os
 import subprocess
 import sys
 import tarfile
 import textwrap
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +59,51 @@ def make_sdist(directory: Path, name: str, version: str, files: dict[str, str],
             tar.addfile(info, io.BytesIO(data))
     path.write_bytes(buf.getvalue())
     return Sdist(path, hashlib.sha256(path.read_bytes()).hexdigest(), name, version)
+
+
+@contextlib.contextmanager
+def serve_sdists(sdists: Sequence[Sdist]) -> Iterator[str]:
+    """A PEP 691 index on loopback listing each sdist under its project name; yields its
+    /simple address (no trailing slash)."""
+    state: dict[str, str] = {}
+    by_project = {s.name: s for s in sdists}
+    by_file = {s.path.name: s for s in sdists}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            name = self.path.strip("/").removeprefix("simple/")
+            if name in by_project:
+                s = by_project[name]
+                body = json.dumps({
+                    "meta": {"api-version": "1.0"}, "name": name, "versions": [s.version],
+                    "files": [{"filename": s.path.name,
+                               "url": f"{state['base']}/files/{s.path.name}",
+                               "hashes": {"sha256": s.sha256}, "requires-python": ">=3.8"}],
+                }).encode()
+                kind = "application/vnd.pypi.simple.v1+json"
+            elif self.path.startswith("/files/") and self.path[len("/files/"):] in by_file:
+                body = by_file[self.path[len("/files/"):]].path.read_bytes()
+                kind = "application/gzip"
+            else:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state["base"] = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"{state['base']}/simple"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 SETUP_PY_CEXT = """

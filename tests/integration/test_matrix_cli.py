@@ -4,16 +4,14 @@ them (the recipe test talks to a PEP 691 index on loopback, no network)."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kiln import toml
-from tests.conftest import cext_files, make_sdist
+from tests.conftest import cext_files, make_sdist, serve_sdists
 
 
 def recipes(folder: Path, count: int, pythons: tuple[str, ...] = ("3.11",),
@@ -113,42 +111,8 @@ def test_rebuild_selection_from_the_audit_log(run_kiln, tmp_path):
 def loopback_index(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A PEP 691 index on 127.0.0.1 that lists one sdist, and the sdist it serves."""
     sdist = make_sdist(tmp_path / "served", "demo", "1.0", cext_files("demo", "1.0", "demo"))
-    state: dict[str, str] = {}
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path.rstrip("/") == "/simple/demo":
-                body = json.dumps({
-                    "meta": {"api-version": "1.0"}, "name": "demo", "versions": ["1.0"],
-                    "files": [{"filename": sdist.path.name,
-                               "url": f"{state['base']}/files/{sdist.path.name}",
-                               "hashes": {"sha256": sdist.sha256},
-                               "requires-python": ">=3.8"}],
-                }).encode()
-                content_type = "application/vnd.pypi.simple.v1+json"
-            elif self.path == f"/files/{sdist.path.name}":
-                body, content_type = sdist.path.read_bytes(), "application/gzip"
-            else:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state["base"] = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"{state['base']}/simple", sdist.path
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_sdists([sdist]) as index:
+        yield index, sdist.path
 
 
 def test_recipe_new_takes_env_and_a_url_checked_against_the_index(run_kiln, tmp_path,
