@@ -15,8 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from kiln.provenance import STATEMENT_TYPE
-from kiln.record import BuildRecord
+from kiln.record import BuildRecord, TestCountsRef, TestRef
 
 TEST_RESULT_TYPE = "https://kiln.dev/test-result/v1"
 TESTS_DSSE_SUFFIX = ".tests.dsse.json"
@@ -71,18 +73,16 @@ def test_statement(record: BuildRecord, wheel: str | None = None) -> dict[str, A
 
 
 def describe(statement: dict[str, Any]) -> str:
-    """``passed (412)``, ``failed (3 of 412)``, ``passed`` from a test-result statement."""
+    """What a test-result statement says, as tables say it (``passed (412)``)."""
     predicate = statement.get("predicate") or {}
-    passed = predicate.get("result") == "PASSED"
-    counts = predicate.get("counts") or {}
-    collected = counts.get("collected") if isinstance(counts, dict) else None
-    if not isinstance(collected, int) or not collected:
-        # commands without a runner kiln counts (an import check): say so, not just "passed"
-        said = "passed (commands only, no tests counted)" if passed else "failed"
-    elif passed:
-        said = f"passed ({counts.get('passed')})"
-    else:
-        said = f"failed ({counts.get('failed')} of {collected})"
     emulated = any(c.get("name") == "platform" and (c.get("annotations") or {}).get("emulated")
                    for c in predicate.get("configuration") or [] if isinstance(c, dict))
-    return said + (" under emulation" if emulated else "")
+    try:
+        counts = TestCountsRef.model_validate(predicate.get("counts"))
+    except ValidationError:
+        counts = None  # commands without a runner kiln counts (an import check)
+    said = TestRef(ran=True, passed=predicate.get("result") == "PASSED", counts=counts,
+                   emulated=emulated).summary()
+    if counts is None and said.startswith("passed"):
+        said = said.replace("passed", "passed (commands only, no tests counted)", 1)
+    return said

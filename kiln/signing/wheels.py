@@ -59,14 +59,6 @@ def statement_for_wheel(wheel: Path, record: BuildRecord | None = None) -> dict[
     return build_statement(record)
 
 
-def tests_for_wheel(wheel: Path, record: BuildRecord | None = None) -> dict[str, Any] | None:
-    """The test-result statement for ``wheel`` (checked like its provenance), or None when
-    its tests did not run."""
-    record = record if record is not None else load_record(record_path(wheel))
-    statement_for_wheel(wheel, record)  # the same checks: this very wheel, unchanged
-    return test_statement(record, wheel.name)
-
-
 def sign_wheel_with_key(wheel: Path, key: Path | ec.EllipticCurvePrivateKey,
                         record: BuildRecord | None = None) -> SignedWheel:
     """Write ``W.dsse.json``: the wheel's statement in a DSSE envelope signed with ``key``;
@@ -99,8 +91,9 @@ def _keyless(identity_token: str | None, staging: bool) -> Iterator[
         Callable[[Path], KeylessOutputs]]:
     with keyless_signer(identity_token, staging=staging) as signer:
         def sign(wheel: Path) -> KeylessOutputs:
-            done = signer.sign(statement_for_wheel(wheel), wheel)
-            tests = tests_for_wheel(wheel)
+            record = load_record(record_path(wheel))
+            done = signer.sign(statement_for_wheel(wheel, record), wheel)
+            tests = test_statement(record, wheel.name)  # the wheel was checked just above
             if tests is not None:
                 signer.sign_statement(tests, tests_bundle_path(wheel), wheel.name)
             return done
