@@ -22,6 +22,7 @@ from kiln.record import (
     CPythonRef,
     FileRef,
     InterpreterRef,
+    LibraryRef,
     LockedRequirement,
     LockRef,
     Normalisation,
@@ -34,6 +35,7 @@ from kiln.record import (
 )
 from kiln.repair import repair_wheel
 from kiln.toolchain import emulation
+from kiln.toolchain.libraries import BuiltLibrary
 from kiln.toolchain.sandbox import bwrap_version
 from kiln.wheelfile import canonicalise, parse_name
 from kiln.wheeltest import TestOutcome, has_tests, run_wheel_tests, test_ref
@@ -200,6 +202,7 @@ def run_build(
             for p in job.lock.pins_for(job.interpreter.minor)
         ],
         system_packages=[ToolRef(name=p.name, version=p.version) for p in job.system_packages],
+        libraries=[_library_ref(lib) for lib in toolchain.libraries],
         environment=environment,
         config_settings=dict(raw_build.config_settings if raw_build.config_settings is not None
                              else job.recipe.config_settings),
@@ -236,6 +239,15 @@ def run_build(
         observed=dict(raw_build.observed),
     )
     return BuildOutcome(record=record, wheel=staged, log=log)
+
+
+def _library_ref(lib: BuiltLibrary) -> LibraryRef:
+    spec = lib.spec
+    return LibraryRef(name=spec.name, version=spec.version, source=lib.source.url,
+                      filename=lib.source.filename, sha256=lib.source.sha256,
+                      debian=lib.source.debian, build=spec.build, options=list(spec.options),
+                      link=spec.link, requires=list(spec.requires), key=lib.key,
+                      tree_sha256=lib.digest, cached=lib.cached)
 
 
 def _cpython_ref(toolchain: Toolchain) -> CPythonRef | None:

@@ -326,6 +326,17 @@ def _resolved_dependencies(record: BuildRecord) -> list[ResourceDescriptor]:
                          "sysconfig": described.sysconfig,
                          "sysconfigSha256": described.sysconfig_sha256},
         ))
+    for lib in record.libraries:
+        deps.append(ResourceDescriptor(
+            name=f"library:{lib.name}-{lib.version}",
+            uri=lib.source,
+            digest=DigestSet({"sha256": lib.sha256}),
+            annotations={"kind": "library", "version": lib.version, "filename": lib.filename,
+                         **({"debian": lib.debian} if lib.debian else {}),
+                         "build": lib.build, "options": list(lib.options), "link": lib.link,
+                         "requires": list(lib.requires), "key": lib.key,
+                         "treeSha256": lib.tree_sha256},
+        ))
     deps.extend(_tool(t, "toolchain") for t in record.toolchain)
     deps.extend(_tool(t, "system-package") for t in record.system_packages)
     return deps

@@ -73,7 +73,26 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
     "test": {"requires": (list, False), "commands": (list, False), "files": (list, False),
              "smoke": (bool, False)},
     "repro": {"expected": (bool, False), "skip-variations": (list, False), "reason": (str, False)},
+    "library": {},  # a table of tables, one per library: checked by _libraries with _LIBRARY
 }
+# [library.NAME]: a C or C++ library the build needs, built by kiln from a pinned source.
+_LIBRARY: dict[str, tuple[type | tuple[type, ...], bool]] = {
+    "version": (str, True),
+    "url": (str, False),
+    "debian": (str, False),
+    "suite": (str, False),
+    "sha256": (str, True),
+    "build": (str, True),
+    "options": (list, False),
+    "link": (str, False),
+    "requires": (list, False),
+    "environment": (dict, False),
+    "subdir": (str, False),
+}
+LIBRARY_BUILDS = ("autotools", "cmake", "make")
+LIBRARY_LINKS = ("static", "shared")
+LIBRARY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]*\Z")
+DEBIAN_SUITE = "trixie"
 _REQUIRED_TABLES = ("package", "source")
 _SYSTEM_MANAGERS = ("debian", "brew")
 DEFAULT_PYTHONS = ("3.11",)
@@ -92,6 +111,28 @@ class ReproSpec:
     expected: bool = True
     skip_variations: tuple[str, ...] = ()
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class LibrarySpec:
+    """One ``[library.NAME]`` table: a library built from a pinned source before the wheel."""
+
+    name: str
+    version: str
+    sha256: str  # of the source archive (for a Debian package: its .orig tarball)
+    build: str  # one of LIBRARY_BUILDS
+    url: str = ""  # https:// or file://; or, with ``debian``, found through the signed index
+    debian: str = ""  # a Debian source package
+    suite: str = DEBIAN_SUITE
+    options: tuple[str, ...] = ()  # configure / cmake / make arguments, each one word
+    link: str = "static"
+    requires: tuple[str, ...] = ()  # other [library] tables it builds against
+    environment: tuple[tuple[str, str], ...] = ()  # for the wheel's build; {prefix} expands
+    subdir: str = ""  # the folder in the archive that holds the build files
+
+    @property
+    def source(self) -> str:
+        return self.url or f"debian:{self.suite}/{self.debian}"
 
 
 @dataclass(frozen=True)
@@ -114,6 +155,7 @@ class Recipe:
     build_requires: tuple[str, ...] = ()  # more build requirements than the sdist declares
     test: TestSpec = field(default_factory=TestSpec)
     repro: ReproSpec = field(default_factory=ReproSpec)
+    libraries: tuple[LibrarySpec, ...] = ()  # in build order: each after what it requires
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     text: str = field(default="", compare=False, repr=False)  # the file as read (sha256 is of it)
 
@@ -186,6 +228,8 @@ class _Checker:
                 raise self.fail(f"[{table}]", "missing table",
                                 hint=f"add a [{table}] table (see `kiln recipe new`)")
         for table, values in data.items():
+            if table == "library":
+                continue
             schema = _SCHEMA[table]
             for key, value in values.items():
                 if key not in schema:
@@ -344,6 +388,8 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         raise check.fail("[repro] reason", "is required when expected = false",
                          hint="say why the package does not rebuild identically")
 
+    libraries = _libraries(check, data.get("library", {}))
+
     return Recipe(
         path=path,
         text=text,
@@ -364,8 +410,114 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         build_requires=build_requires,
         test=test_spec,
         repro=repro_spec,
+        libraries=libraries,
         raw=data,
     )
+
+
+def _libraries(check: _Checker, tables: dict[str, Any]) -> tuple[LibrarySpec, ...]:
+    """Every [library.NAME] table, checked, in an order where each follows its requires."""
+    specs: dict[str, LibrarySpec] = {}
+    for name, table in tables.items():
+        where = f"[library.{name}]"
+        if not LIBRARY_NAME.match(name):
+            raise check.fail(where, f"'{name}' is not a library name",
+                             hint="letters, digits and + . _ -, e.g. [library.libyaml]")
+        if not isinstance(table, dict):
+            raise check.fail(where, "must be a table", hint=f"write it as [library.{name}]")
+        for key, value in table.items():
+            if key not in _LIBRARY:
+                raise check.fail(f"{where} {key}", f"unknown key{_suggest(key, _LIBRARY)}",
+                                 hint=f"valid keys: {', '.join(_LIBRARY)}")
+            kind, _ = _LIBRARY[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise check.fail(f"{where} {key}",
+                                 f"must be {_type_name(kind)}, not {type(value).__name__}")
+        for key, (_, required) in _LIBRARY.items():
+            if required and key not in table:
+                raise check.fail(f"{where} {key}", "missing required key",
+                                 hint="README.md (Libraries) shows a [library] table")
+        specs[name] = _library(check, name, where, table)
+    for spec in specs.values():
+        for dep in spec.requires:
+            if dep not in specs:
+                raise check.fail(f"[library.{spec.name}] requires",
+                                 f"'{dep}' is not a [library] table of this recipe"
+                                 f"{_suggest(dep, specs)}",
+                                 hint=f"add [library.{dep}], or remove it from requires")
+    ordered: list[LibrarySpec] = []
+    visiting: list[str] = []
+
+    def visit(spec: LibrarySpec) -> None:
+        if spec in ordered:
+            return
+        if spec.name in visiting:
+            cycle = " -> ".join((*visiting[visiting.index(spec.name):], spec.name))
+            raise check.fail(f"[library.{spec.name}] requires", f"is a cycle: {cycle}",
+                             hint="a library cannot need itself, even through another")
+        visiting.append(spec.name)
+        for dep in spec.requires:
+            visit(specs[dep])
+        visiting.pop()
+        ordered.append(spec)
+
+    for spec in specs.values():
+        visit(spec)
+    return tuple(ordered)
+
+
+def _library(check: _Checker, name: str, where: str, table: dict[str, Any]) -> LibrarySpec:
+    url, package = table.get("url", ""), table.get("debian", "")
+    if bool(url) == bool(package):
+        raise check.fail(where, "needs exactly one of url and debian",
+                         hint='url = "https://…/x.tar.gz", or debian = "libyaml" for Debian\'s '
+                              "source package (its .orig tarball, checked through the signed "
+                              "Sources index)")
+    if url and not url.startswith(("https://", "file://")):
+        raise check.fail(f"{where} url", f"'{url}' must start with https:// or file://",
+                         hint="plain http:// is refused; use the https address")
+    if package and not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", package):
+        raise check.fail(f"{where} debian", f"'{package}' is not a Debian source package name")
+    suite = table.get("suite", DEBIAN_SUITE)
+    if "suite" in table and not package:
+        raise check.fail(f"{where} suite", "only means something with debian = …")
+    if not re.fullmatch(r"[a-z][a-z0-9-]*", suite):
+        raise check.fail(f"{where} suite", f"'{suite}' is not a Debian suite like \"trixie\"")
+    digest = table["sha256"]
+    if not SHA256.match(digest):
+        raise check.fail(f"{where} sha256", f"'{digest}' is not 64 lowercase hex digits",
+                         hint="the sha256 of the source archive (Debian's Sources index lists "
+                              "it for an .orig tarball)")
+    build = table["build"]
+    if build not in LIBRARY_BUILDS:
+        hint = (f"builds: {', '.join(LIBRARY_BUILDS)}" if build != "meson" else
+                "kiln does not build meson libraries yet; use the library's autotools or "
+                "CMake build if it has one")
+        raise check.fail(f"{where} build", f"unknown build '{build}'"
+                         f"{_suggest(build, LIBRARY_BUILDS)}", hint=hint)
+    link = table.get("link", "static")
+    if link not in LIBRARY_LINKS:
+        raise check.fail(f"{where} link", f"must be one of {', '.join(LIBRARY_LINKS)}, not "
+                         f"'{link}'", hint="static links it into the extension; shared is "
+                                           "grafted into the wheel by auditwheel")
+    options = check.strings(f"{where} options", table.get("options", []))
+    requires = check.strings(f"{where} requires", table.get("requires", []))
+    environment = _env_table(check, f"{where} environment", table.get("environment", {}))
+    for var, value in environment:
+        if var in RESERVED_ENV:
+            raise check.fail(f"{where} environment {var}", "is set by kiln itself")
+        rest = value.replace("{prefix}", "")
+        if "{" in rest or "}" in rest:
+            raise check.fail(f"{where} environment {var}",
+                             f"'{value}': only {{prefix}} may be written in braces",
+                             hint='e.g. XML2_CONFIG = "{prefix}/bin/xml2-config"')
+    subdir = table.get("subdir", "")
+    parts = PurePosixPath(subdir).parts
+    if subdir.startswith("/") or ".." in parts or "\\" in subdir:
+        raise check.fail(f"{where} subdir", f"'{subdir}' is not a folder inside the archive")
+    return LibrarySpec(name=name, version=table["version"], sha256=digest, build=build,
+                       url=url, debian=package, suite=suite, options=options, link=link,
+                       requires=requires, environment=environment, subdir=subdir)
 
 
 def _string_table(check: _Checker, where: str,

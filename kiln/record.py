@@ -75,6 +75,24 @@ class ToolRef(Model):
     sha256: str = ""
 
 
+class LibraryRef(Model):
+    """A C/C++ library the recipe declares, built by kiln from its pinned source."""
+
+    name: str
+    version: str
+    source: str  # the URL it was fetched from
+    filename: str
+    sha256: str  # of the source archive
+    debian: str = ""  # "libyaml 0.2.5-2 (trixie)" when it came through Debian's signed index
+    build: str
+    options: list[str] = Field(default_factory=list)
+    link: str
+    requires: list[str] = Field(default_factory=list)
+    key: str  # its cache key: the digest of every input
+    tree_sha256: str  # of what it installed, which the wheel's build saw
+    cached: bool = False
+
+
 class CPythonRef(Model):
     """The target CPython as kiln fixed it for a hermetic build (kiln.toolchain.cpython)."""
 
@@ -191,6 +209,7 @@ class BuildRecord(Model):
     toolchain: list[ToolRef]
     build_requirements: list[LockedRequirement]
     system_packages: list[ToolRef] = Field(default_factory=list)
+    libraries: list[LibraryRef] = Field(default_factory=list)
     environment: dict[str, str]
     config_settings: dict[str, str] = Field(default_factory=dict)
     normalisation: Normalisation

@@ -23,6 +23,7 @@ from kiln.lock import Lock
 from kiln.recipe import BACKENDS, Recipe, canonical_backend
 from kiln.toolchain.cpython import CPythonDescription
 from kiln.toolchain.interpreters import Interpreter
+from kiln.toolchain.libraries import BuiltLibrary
 from kiln.toolchain.sandbox import Bind
 from kiln.toolchain.sysdeps import SystemPackage
 from kiln.toolchain.targets import Target
@@ -52,6 +53,7 @@ class Toolchain:
     # What names the toolchain in a build id when ``env`` holds this host's paths.
     identity: tuple[tuple[str, str], ...] | None = None
     compile_cache: Path | None = None  # the compiler cache this build fills (its own chain)
+    libraries: tuple[BuiltLibrary, ...] = ()  # the recipe's [library] tables, built
 
 
 @dataclass(frozen=True)

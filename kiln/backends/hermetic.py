@@ -12,6 +12,7 @@ build tools and headers are hidden: a build that reaches for one fails, naming i
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.backends import BuildJob, RawBuild, Toolchain
@@ -19,7 +20,7 @@ from kiln.backends.pep517build import pep517_build
 from kiln.buildenv import Workspace
 from kiln.errors import BuildError, UnsupportedError
 from kiln.pep517 import BuildSystem
-from kiln.toolchain import cpython, hosttools
+from kiln.toolchain import cpython, hosttools, libraries
 from kiln.toolchain.sandbox import Bind, bwrap_path
 from kiln.toolchain.targets import host_target
 from kiln.toolchain.tool import Tool
@@ -99,6 +100,12 @@ class HermeticBackend:
         if cross:
             env += [("_PYTHON_HOST_PLATFORM", f"linux-{job.target.arch}"),
                     ("SETUPTOOLS_EXT_SUFFIX", cpython.ext_suffix(interp.minor, job.target.arch))]
+        zig_binds = (Bind(install.root, layout.install, writable=False),
+                     Bind(chain, layout.cache, writable=True),
+                     Bind(bin_host, layout.bin, writable=False))
+        hidden = hosttools.hidden_from_hermetic_builds(interp) if isolated else ()
+        libs = _libraries(job, triple, isolated, zig_binds, layout.bin, hidden)
+        env += libs.env
         canonical_bin = ZigLayout.fixed().bin
         identity = (
             ("zig", pin_digest(zig_pin())),
@@ -106,6 +113,7 @@ class HermeticBackend:
             ("flags", " ".join((*COMPILE_FLAGS, *clang_edits(triple)))),
             ("cpython", description.digest),
             *((name, value.replace(seen_bin, canonical_bin)) for name, value in env),
+            *((f"library {lib.spec.name}", lib.key) for lib in libs.built),
         )
         glibc = job.recipe.glibc
         pin = description.pin
@@ -119,16 +127,15 @@ class HermeticBackend:
                         path=cpython.CANONICAL, sha256=description.headers_sha256),
                    Tool(f"cpython {interp.minor} sysconfig",
                         f"kiln's, {description.sysconfig_name}",
-                        sha256=description.sysconfig_sha256)),
+                        sha256=description.sysconfig_sha256),
+                   *libs.tools),
             env=tuple(env),
-            tool_dirs=(seen_bin,),
+            tool_dirs=(seen_bin, *libs.tool_dirs),
             visible=(install.root, description.root, bin_host),
             writable=() if isolated else (chain,),
-            binds=(Bind(install.root, layout.install, writable=False),
-                   Bind(chain, layout.cache, writable=True),
-                   Bind(bin_host, layout.bin, writable=False),
-                   Bind(description.root, cpython.CANONICAL, writable=False)) if isolated else (),
-            hidden=hosttools.hidden_from_hermetic_builds(interp) if isolated else (),
+            binds=(*zig_binds, Bind(description.root, cpython.CANONICAL, writable=False),
+                   *libs.binds) if isolated else (),
+            hidden=hidden,
             cross=cross,
             policy=f"manylinux_{glibc.replace('.', '_')}_{job.target.arch}",
             notes=(f"zig {install.version} -target {triple}"
@@ -139,6 +146,7 @@ class HermeticBackend:
             cpython=description,
             identity=identity,
             compile_cache=chain,
+            libraries=libs.built,
         )
 
     def build(self, job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path) -> RawBuild:
@@ -164,6 +172,46 @@ class HermeticBackend:
                     hint=f"build it on a {job.target.arch} machine: --backend cibuildwheel "
                          f"on an {job.target.arch} runner", log=log) from exc
             raise
+
+
+@dataclass(frozen=True)
+class _Libraries:
+    built: tuple[libraries.BuiltLibrary, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    binds: tuple[Bind, ...] = ()
+    tools: tuple[Tool, ...] = ()
+    tool_dirs: tuple[str, ...] = ()
+
+
+def _libraries(job: BuildJob, triple: str, isolated: bool, zig_binds: tuple[Bind, ...],
+               bin_inside: str, hidden: tuple[Path, ...]) -> _Libraries:
+    """The recipe's [library] tables, built (or taken from the cache) for this toolchain."""
+    specs = job.recipe.libraries
+    if not specs:
+        return _Libraries()
+    if not isolated:
+        raise UnsupportedError(
+            f"{job.label}: building the recipe's libraries "
+            f"({', '.join(s.name for s in specs)}) needs bubblewrap, which cannot make "
+            "namespaces on this host: kiln builds them only at fixed paths, sealed",
+            hint="install bubblewrap (apt-get install bubblewrap), or build with "
+                 "--backend host against the system's -dev packages")
+    lt = libraries.LibraryToolchain(
+        triple=triple, target=job.target,
+        identity=(("zig", pin_digest(zig_pin())), ("target", triple),
+                  ("flags", " ".join((*COMPILE_FLAGS, *clang_edits(triple))))),
+        binds=zig_binds, bin_inside=bin_inside, hidden=hidden,
+        chain=job.surroundings.compile_chain, cache=job.cache, index=job.index)
+    built = libraries.prepare(specs, lt)
+    tools = libraries.install_tools(specs, job.cache, job.index)
+    wrappers = libraries.tool_wrappers(job.cache / "tools" / "kiln-tools-bin", tools)
+    return _Libraries(
+        built=built,
+        env=tuple(libraries.wheel_environment(built, job.recipe.environment)),
+        binds=libraries.wheel_binds(built, tools, wrappers),
+        tools=tuple(libraries.recorded_tools(built, tools)),
+        tool_dirs=(libraries.TOOL_BIN_INSIDE, *(f"{lib.inside}/bin" for lib in built)),
+    )
 
 
 def refuse_cross_backend(build_system: BuildSystem, job: BuildJob) -> None:

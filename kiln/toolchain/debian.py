@@ -223,6 +223,52 @@ def load_suite(name: str, arch: str, downloads: Path, *, mirror: str = MIRROR,
     return Suite(name, arch, packages, release_fields(text).get("Date", ""))
 
 
+@dataclass(frozen=True)
+class SourcePackage:
+    name: str
+    version: str
+    directory: str  # "pool/main/liby/libyaml"
+    files: tuple[tuple[str, int, str], ...]  # (sha256, size, file name) from Checksums-Sha256
+
+
+def parse_sources(lines: Iterable[str]) -> dict[str, list[SourcePackage]]:
+    """A ``Sources`` index: name → every version it lists, each with its files' sha256."""
+    index: dict[str, list[SourcePackage]] = {}
+    for fields in _paragraphs(lines):
+        name, directory = fields.get("Package"), fields.get("Directory", "")
+        if not name or not directory.startswith("pool/") or ".." in directory.split("/"):
+            continue
+        files = []
+        for line in fields.get("Checksums-Sha256", "").splitlines():
+            parts = line.split()
+            if len(parts) == 3 and "/" not in parts[2]:
+                files.append((parts[0], int(parts[1]), parts[2]))
+        index.setdefault(name, []).append(
+            SourcePackage(name, fields.get("Version", ""), directory, tuple(files)))
+    return index
+
+
+def load_sources(name: str, downloads: Path, *,
+                 mirror: str = MIRROR) -> dict[str, list[SourcePackage]]:
+    """Fetch and check ``InRelease`` and ``main/source/Sources.xz`` for suite ``name``."""
+    if not _SUITE.match(name):
+        raise EnvironmentSetupError(f"{name!r} is not a Debian suite name")
+    base = f"{mirror}/dists/{name}"
+    folder = downloads / name
+    folder.mkdir(parents=True, exist_ok=True)
+    inrelease = folder / "InRelease"
+    write_atomic(inrelease, http.get_bytes(f"{base}/InRelease", what=f"Debian {name} InRelease"))
+    text = verify_release(inrelease, name)
+    rel = "main/source/Sources.xz"
+    sha, size = release_sha256(text, rel)
+    index_file = folder / f"Sources-{sha[:16]}.xz"
+    http.download(f"{base}/{rel}", index_file, sha256=sha, what=f"Debian {name} {rel}")
+    if index_file.stat().st_size != size:
+        raise HashMismatchError(f"Debian {name} {rel}: size differs from the signed Release")
+    with lzma.open(index_file, "rt", encoding="utf-8", errors="replace") as fh:
+        return parse_sources(fh)
+
+
 def download_debs(packages: Iterable[DebPackage], folder: Path, *,
                   mirror: str = MIRROR) -> list[Path]:
     """Each package's ``.deb``, its sha256 checked against the signed index."""
