@@ -89,7 +89,9 @@ _LIBRARY: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "environment": (dict, False),
     "subdir": (str, False),
 }
-LIBRARY_BUILDS = ("autotools", "cmake", "make")
+# autotools: a GNU configure script, then make; configure: a package's own configure
+# script that takes only --prefix (zlib's), then make; cmake; make: a Makefile alone.
+LIBRARY_BUILDS = ("autotools", "configure", "cmake", "make")
 LIBRARY_LINKS = ("static", "shared")
 LIBRARY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]*\Z")
 DEBIAN_SUITE = "trixie"

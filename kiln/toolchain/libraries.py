@@ -49,7 +49,8 @@ LIBRARY_BUILD_VERSION = "1"
 # Every library compile: optimised, position independent (it ends up in a shared object).
 LIBRARY_CFLAGS = ("-O2", "-fPIC")
 # What a library build needs of the build tools, by build system.
-_TOOLS_FOR = {"autotools": ("pkg-config",), "make": ("pkg-config",),
+_TOOLS_FOR = {"autotools": ("pkg-config",), "configure": ("pkg-config",),
+              "make": ("pkg-config",),
               "cmake": ("pkg-config", "cmake", "ninja")}
 # Installed files that only name the build machine or document: not part of the library.
 _DROP = ("share/man", "share/doc", "share/info", "share/gtk-doc", "share/aclocal")
@@ -260,6 +261,7 @@ def _build(spec: LibrarySpec, source: LibrarySource, deps: Sequence[BuiltLibrary
     for sub in ("build", "home", "tmp", "prefix"):
         (work / sub).mkdir()
     top = extract(source.path, work / "src")
+    _same_times(top)
     src_host = top / spec.subdir if spec.subdir else top
     if not src_host.is_dir():
         raise BuildError(f"[library.{spec.name}] subdir: {spec.subdir!r} is not a folder of "
@@ -296,11 +298,24 @@ def _build(spec: LibrarySpec, source: LibrarySource, deps: Sequence[BuiltLibrary
         shutil.rmtree(installed / drop, ignore_errors=True)
     for la in installed.rglob("*.la"):  # libtool archives name the build's folders
         la.unlink()
+    if spec.link == "static":
+        # Some builds make a shared library whatever they are told (zlib's CMake): a
+        # static library is linked from its archive only, so a wheel never needs the .so.
+        for shared in [*installed.glob("lib/*.so"), *installed.glob("lib/*.so.*")]:
+            shared.unlink()
     if not any(installed.iterdir()):
         raise BuildError(f"library {spec.name} {spec.version}: installed nothing into its "
                          "prefix", hint="check that the build's install step honours the "
                                         "prefix kiln gives it")
     return installed
+
+
+def _same_times(top: Path) -> None:
+    """Give every unpacked file one time: make then regenerates nothing the archive ships
+    (configure, aclocal.m4, Makefile.in), which needs autotools kiln does not pin."""
+    stamp = 315532800
+    for path in (top, *top.rglob("*")):
+        os.utime(path, (stamp, stamp), follow_symlinks=False)
 
 
 def _stub(work: Path) -> Path:
@@ -350,6 +365,9 @@ def _commands(spec: LibrarySpec, lt: LibraryToolchain, cwd: str, prefix: str,
                      *(["--disable-shared", "--enable-static"] if static else
                        ["--enable-shared", "--disable-static"]),
                      *cross, *spec.options]
+        return [(configure, cwd), (["make", f"-j{jobs}"], cwd), (["make", "install"], cwd)]
+    if spec.build == "configure":
+        configure = ["sh", f"{cwd}/configure", f"--prefix={prefix}", *spec.options]
         return [(configure, cwd), (["make", f"-j{jobs}"], cwd), (["make", "install"], cwd)]
     if spec.build == "cmake":
         build = f"{WORK_INSIDE}/build"
@@ -407,7 +425,7 @@ def recorded_tools(libs: Sequence[BuiltLibrary], tools: Sequence[InstalledTool])
     """The build tools the libraries were built with, for the record's toolchain."""
     found = [Tool(t.pin.package, t.pin.version, path=t.inside, sha256=t.wheel_sha256)
              for t in tools]
-    if any(lib.spec.build in ("autotools", "make") for lib in libs):
+    if any(lib.spec.build in ("autotools", "configure", "make") for lib in libs):
         make = shutil.which("make")
         if make:
             found.append(Tool("make (the host's)", _first_line([make, "--version"]),

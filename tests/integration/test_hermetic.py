@@ -475,3 +475,102 @@ def test_two_builders_agree_through_kiln_rebuild_of_a_served_wheel(run_kiln, two
     gated = run_kiln("index", wheel.parent, "-o", tmp_path / "gated", "--require-quorum", "2",
                      *keys, "--json", cwd=repo)
     assert json.loads(gated.stdout)["rejected"] == [], gated.stderr
+
+
+# A small C library with a plain Makefile, and a project whose extension links it.
+KILNFIX_FILES = {
+    "Makefile": ("PREFIX ?= /usr/local\n"
+                 "libkilnfix.a: kilnfix.o\n\t$(AR) rcs $@ kilnfix.o\n"
+                 "kilnfix.o: kilnfix.c kilnfix.h\n\t$(CC) $(CFLAGS) -c kilnfix.c -o $@\n"
+                 "install: libkilnfix.a\n\tmkdir -p $(PREFIX)/lib $(PREFIX)/include\n"
+                 "\tcp libkilnfix.a $(PREFIX)/lib/\n\tcp kilnfix.h $(PREFIX)/include/\n"),
+    "kilnfix.h": "int kilnfix_twice(int x);\n",
+    "kilnfix.c": '#include "kilnfix.h"\nint kilnfix_twice(int x) { return 2 * x; }\n',
+}
+LIBDEMO_FILES = {
+    "pyproject.toml": CXX_FILES["pyproject.toml"],
+    "setup.py": """
+        from setuptools import Extension, setup
+        setup(name="{name}", version="1.0", packages=["libdemo"],
+              ext_modules=[Extension("libdemo._ext", ["src/ext.c"], libraries=["kilnfix"])])
+    """,
+    "libdemo/__init__.py": "from ._ext import twice\n",
+    "src/ext.c": """
+        #define PY_SSIZE_T_CLEAN
+        #include <Python.h>
+        #include <kilnfix.h>
+
+        static PyObject *twice(PyObject *self, PyObject *args) {
+            int n;
+            if (!PyArg_ParseTuple(args, "i", &n)) return NULL;
+            return PyLong_FromLong(kilnfix_twice(n));
+        }
+        static PyMethodDef methods[] = {{"twice", twice, METH_VARARGS, ""}, {NULL, NULL, 0, NULL}};
+        static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ext", NULL, -1, methods};
+        PyMODINIT_FUNC PyInit__ext(void) { return PyModule_Create(&module); }
+    """,
+}
+
+
+def _library_recipe(tmp_path: Path, name: str, sha256: str | None = None) -> Path:
+    tarball = tmp_path / "libs" / "kilnfix-1.0.tar.gz"
+    # Made once: gzip stamps the time it compresses, and the library's pin is its sha256.
+    lib = make_sdist(tmp_path / "libs", "kilnfix", "1.0", KILNFIX_FILES) \
+        if not tarball.exists() else None
+    files = {**LIBDEMO_FILES, "setup.py": LIBDEMO_FILES["setup.py"].replace("{name}", name)}
+    extra = f"""
+        [library.kilnfix]
+        version = "1.0"
+        url = "{tarball.as_uri()}"
+        sha256 = "{sha256 or (lib.sha256 if lib else _digest(tarball))}"
+        build = "make"
+    """
+    return _recipe(tmp_path, name, files,
+                   ("python -c 'import libdemo; assert libdemo.twice(21) == 42'",), extra=extra)
+
+
+def test_a_declared_library_is_built_sealed_recorded_cached_and_rebuilt_by_the_twin(
+        run_kiln, two_pythons, warm_tools, tmp_path):
+    pyenv, debian = two_pythons
+    recipe = _library_recipe(tmp_path, "libdemo")
+    cache = _cache(warm_tools, tmp_path / "cache")
+    result, results = _build(run_kiln, recipe, tmp_path / "wh", cache, "--check-repro",
+                             "--python-path", f"3.11={pyenv}", "--python-path", f"3.11={debian}")
+    assert result.returncode == 0, result.stderr
+    record = results[0]["record"]
+    assert record["test"]["passed"] is True and record["hermetic"] is True
+    assert "manylinux_2_17_x86_64" in record["outputs"][0]["platform_tags"]
+    assert record["repro"]["reproducible"] is True
+    assert "interpreter" in record["repro"]["variations"]
+    (lib,) = record["libraries"]
+    tarball = tmp_path / "libs" / "kilnfix-1.0.tar.gz"
+    assert lib["name"] == "kilnfix" and lib["sha256"] == _digest(tarball)
+    assert lib["source"] == tarball.as_uri() and lib["build"] == "make"
+    assert lib["cached"] is False and len(lib["tree_sha256"]) == 64
+    assert record["repair"]["grafted"] == []  # linked statically: nothing to graft
+    assert any(t["name"] == "pkgconf" for t in record["toolchain"])
+    # The twin built the library itself, in its own cache, to the same bytes.
+    chains = {p.parent.name: p for p in (cache / "libraries").glob("*/kilnfix-1.0-*")
+              if p.is_dir()}
+    assert set(chains) == {"build", "rebuild"}, chains
+    from kiln.toolchain.cpython import tree_digest
+    assert tree_digest(chains["rebuild"] / "prefix") == lib["tree_sha256"]
+
+    # Another recipe needing the same library takes it from the cache.
+    other = _library_recipe(tmp_path, "libdemo-two")
+    result, again = _build(run_kiln, other, tmp_path / "wh2", cache, "--no-test",
+                           "--python-path", f"3.11={pyenv}")
+    assert result.returncode == 0, result.stderr
+    (reused,) = again[0]["record"]["libraries"]
+    assert reused["key"] == lib["key"], (reused, lib)
+    assert reused["cached"] is True
+
+
+def test_a_library_whose_source_does_not_match_its_sha256_stops_the_build(run_kiln, tmp_path):
+    recipe = _library_recipe(tmp_path, "libdemo", sha256="0" * 64)
+    result = run_kiln("build", recipe, "-o", tmp_path / "wh", check=False,
+                      env={"KILN_CACHE_DIR": str(tmp_path / "cache")})
+    assert result.returncode != 0
+    assert "[library.kilnfix] source kilnfix-1.0.tar.gz" in result.stderr, result.stderr
+    assert "sha256" in result.stderr
+    assert not (tmp_path / "wh").exists() or not any((tmp_path / "wh").glob("*.whl"))

@@ -214,3 +214,26 @@ def test_recipe_values_come_from_the_recorded_recipe_only(record: BuildRecord, t
     recipe = build_statement(record, env=LOCAL)["predicate"]["buildDefinition"][
         "externalParameters"]["recipe"]
     assert "values" not in recipe
+
+
+def test_each_built_library_is_a_resolved_dependency_with_its_source_digest(
+        record: BuildRecord) -> None:
+    from kiln.record import LibraryRef
+
+    lib = LibraryRef(name="libyaml", version="0.2.5",
+                     source="https://deb.debian.org/debian/pool/main/liby/libyaml/"
+                            "libyaml_0.2.5.orig.tar.gz",
+                     filename="libyaml_0.2.5.orig.tar.gz", sha256="fa" * 32,
+                     debian="libyaml 0.2.5-2 (trixie)", build="cmake",
+                     options=["-DBUILD_TESTING=OFF"], link="static", key="ab" * 32,
+                     tree_sha256="cd" * 32)
+    st = _statement(record.model_copy(update={"libraries": [lib]}))
+    deps = st["predicate"]["buildDefinition"]["resolvedDependencies"]
+    (found,) = [d for d in deps if d.get("annotations", {}).get("kind") == "library"]
+    assert found["name"] == "library:libyaml-0.2.5"
+    assert found["uri"] == lib.source and found["digest"] == {"sha256": lib.sha256}
+    assert found["annotations"]["debian"] == "libyaml 0.2.5-2 (trixie)"
+    assert found["annotations"]["options"] == ["-DBUILD_TESTING=OFF"]
+    assert found["annotations"]["treeSha256"] == "cd" * 32
+    assert not [d for d in _statement(record)["predicate"]["buildDefinition"]
+                ["resolvedDependencies"] if d.get("annotations", {}).get("kind") == "library"]
