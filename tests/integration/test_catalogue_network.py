@@ -1,10 +1,12 @@
 """The shipped catalogue against PyPI: small recipes built end to end, and the version bot.
 
-Needs the network (PyPI) and, for pyyaml, libyaml-dev (installed by .ci/setup).
+Needs the network: PyPI, and Debian's archive for pyyaml's libyaml source. .ci/setup installs
+libyaml-dev on the host so that the pyyaml build shows it is not used.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -18,7 +20,7 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 ONLINE = {"KILN_NO_INDEX": "", "KILN_FIND_LINKS": ""}
 PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-SMALL = ("msgpack", "bitarray", "pyyaml")  # a Cython extension, plain C, a grafted library
+SMALL = ("msgpack", "bitarray", "pyyaml")  # a Cython extension, plain C, a [library]
 
 
 def copy_recipes(names: tuple[str, ...], folder: Path) -> list[Path]:
@@ -43,11 +45,31 @@ def test_small_recipes_build_reproducibly_and_pass_their_tests(run_kiln, tmp_pat
         assert record["test"]["ran"] and record["test"]["passed"], name
         assert "manylinux" in record["repair"]["policy"], name
     yaml = built["pyyaml"]["record"]
-    assert [p["name"] for p in yaml["system_packages"]] == ["libyaml-dev"]
-    assert yaml["system_packages"][0]["version"]
-    # auditwheel grafted the system's libyaml, and the recipe's test used it (CLoader)
+    # libyaml came from Debian's source package, pinned by sha256 in the recipe, built by
+    # kiln and linked statically: hermetic and manylinux_2_17 although the host has its own
+    # libyaml-dev (hidden from the build with the rest of /usr/include and /usr/lib).
+    assert Path("/usr/include/yaml.h").is_file(), "the host's libyaml-dev (.ci/setup)"
+    assert yaml["hermetic"] is True and yaml["system_packages"] == []
+    assert yaml["repair"]["policy"].startswith("manylinux_2_17")
+    (lib,) = yaml["libraries"]
+    recipe_text = (ROOT / "recipes" / "pyyaml.toml").read_text()
+    assert lib["name"] == "libyaml" and lib["sha256"] in recipe_text
+    assert lib["debian"].startswith("libyaml 0.2.5") and lib["build"] == "cmake"
+    assert lib["source"].startswith("https://deb.debian.org/debian/pool/main/liby/libyaml/")
+    # Nothing grafted, and the extension needs no libyaml.so: the recipe's test ran CLoader
+    # on libyaml's code inside yaml/_yaml.
     with zipfile.ZipFile(built["pyyaml"]["wheel"]) as whl:
-        assert any("libyaml" in n for n in whl.namelist() if ".libs/" in n)
+        assert not [n for n in whl.namelist() if ".libs/" in n]
+        (ext,) = [n for n in whl.namelist() if n.startswith("yaml/_yaml") and ".so" in n]
+        blob = whl.read(ext)
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
+    elf = ELFFile(io.BytesIO(blob))
+    needed = [t.needed for s in elf.iter_sections() if isinstance(s, DynamicSection)
+              for t in s.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
+    assert needed and not [n for n in needed if "yaml" in n], needed
+    assert b"yaml_parser_initialize" in blob
 
     status = run_kiln("status", tmp_path / "recipes", "--wheelhouse", wheelhouse, "--json",
                       "--no-audit", check=True)
