@@ -139,6 +139,8 @@ class VerifiedWheel:
     repro_digests: list[str] = field(default_factory=list)
     tests_passed: bool | None = None
     signed_tests: VerifiedTests | None = None  # with --require-tests
+    # The C libraries kiln built into it: (name, version, source URL, source sha256).
+    libraries: list[tuple[str, str, str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -153,6 +155,8 @@ class VerifiedWheel:
             "reproducible": self.reproducible, "reproDigests": list(self.repro_digests),
             "testsPassed": self.tests_passed,
             "signedTests": self.signed_tests.to_json() if self.signed_tests else None,
+            "libraries": [{"name": n, "version": v, "source": u, "sha256": d}
+                          for n, v, u, d in self.libraries],
             "statement": self.statement,
         }
 
@@ -470,7 +474,22 @@ def summarise(wheel: Path, digest: str, statement: dict[str, Any],
         python=external.get("python"), target=external.get("target"),
         reproducible=repro.get("reproducible"), repro_digests=list(repro.get("digests") or []),
         tests_passed=tests.get("passed") if tests.get("ran") else None,
+        libraries=_libraries(definition),
     )
+
+
+def _libraries(definition: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(name, version, source URL, sha256) of each library the statement lists."""
+    found = []
+    for dep in definition.get("resolvedDependencies") or []:
+        notes = dep.get("annotations") or {}
+        if notes.get("kind") != "library":
+            continue
+        version = str(notes.get("version", ""))
+        name = str(dep.get("name", "")).removeprefix("library:").removesuffix(f"-{version}")
+        found.append((name, version, str(dep.get("uri", "")),
+                      str((dep.get("digest") or {}).get("sha256", ""))))
+    return found
 
 
 # --------------------------------------------------------------------------- test results

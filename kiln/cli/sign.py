@@ -98,6 +98,8 @@ def _rows(v: Any) -> list[list[str]]:
         rows.append(["recipe", f"{v.recipe}\nsha256 {v.recipe_sha256}"])
     if v.python or v.target:
         rows.append(["python, target", f"{v.python}, {v.target}"])
+    for name, version, url, digest in v.libraries:
+        rows.append(["library", f"{name} {version}: {url}\nsha256 {digest}"])
     if v.build_type and v.build_type.startswith("https://kiln.dev/"):
         repro = ("yes (" + ", ".join(d[:12] for d in v.repro_digests) + ")" if v.reproducible
                  else "NO" if v.reproducible is False else "not checked")

@@ -237,3 +237,9 @@ def test_each_built_library_is_a_resolved_dependency_with_its_source_digest(
     assert found["annotations"]["treeSha256"] == "cd" * 32
     assert not [d for d in _statement(record)["predicate"]["buildDefinition"]
                 ["resolvedDependencies"] if d.get("annotations", {}).get("kind") == "library"]
+    # kiln verify shows the auditor each library with its source and digest.
+    from kiln.verify import summarise
+
+    seen = summarise(Path(record.wheel.filename), record.wheel.sha256, st, ())
+    assert seen.libraries == [("libyaml", "0.2.5", lib.source, lib.sha256)]
+    assert seen.to_json()["libraries"][0]["sha256"] == lib.sha256
