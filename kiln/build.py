@@ -150,7 +150,10 @@ def run_build(
         else:
             reporter().stage("repair", raw.name)
             fixed = repair_wheel(raw, job.target, repaired_dir, epoch=job.source_date_epoch,
-                                 log=log, policy=toolchain.policy, label=job.label)
+                                 log=log, policy=toolchain.policy, label=job.label,
+                                 library_path=tuple(lib.prefix / "lib"
+                                                    for lib in toolchain.libraries
+                                                    if lib.spec.link == "shared"))
             final = fixed.wheel
             repair = RepairRef(tool=fixed.tool, policy=fixed.policy, grafted=list(fixed.grafted),
                                raw=FileRef(**raw_ref.__dict__))

@@ -44,6 +44,7 @@ from kiln.record import BuildRecord, FileRef, ReproRef, record_path, write_recor
 from kiln.toolchain.interpreters import find_interpreter, other_interpreter
 from kiln.toolchain.sysdeps import ensure_system_packages
 from kiln.toolchain.targets import TARGETS, Target, host_target
+from kiln.toolchain.zig import cache_entries
 from kiln.wheelfile import parse_name
 from kiln.wheeltest import TestOutcome, has_tests
 
@@ -398,7 +399,12 @@ def _varied_build(job: BuildJob, backend: Backend, options: BuildOptions, work: 
     with reporting(PrefixedReporter(reporter(), "rebuild")):
         # Its own toolchain: its own compiler cache, and its own interpreter's view.
         toolchain = backend.toolchain(rebuild)
-        cold = _cache_state(toolchain.compile_cache)
+        cold = _cache_state(toolchain.compile_cache, toolchain.cache_entries_before)
+        if toolchain.libraries:
+            cold = f"{cold or 'compiles'}; libraries: " + ", ".join(
+                f"{lib.spec.name} " + ("from the rebuild's own library cache, never the build's"
+                                       if lib.cached else "built by the rebuild")
+                for lib in toolchain.libraries)
         # Tests already ran on the first build; the rebuild only has to make the same bytes.
         outcome = run_build(rebuild, backend, toolchain, work=work, staging=staging / "b",
                             log=log, run_tests=False)
@@ -407,14 +413,12 @@ def _varied_build(job: BuildJob, backend: Backend, options: BuildOptions, work: 
                                 if rebuild.interpreter != job.interpreter else None))
 
 
-def _cache_state(cache: Path | None) -> str | None:
-    """Whether a compiler cache holds anything yet (a rebuild's compiles are then cold)."""
+def _cache_state(cache: Path | None, before: int | None = None) -> str | None:
+    """Whether a compiler cache held anything (a rebuild's compiles are then cold): as it was
+    ``before`` the toolchain compiled the recipe's libraries into it, when known."""
     if cache is None:
         return None
-    try:
-        entries = sum(1 for _ in (cache / "o").iterdir()) if (cache / "o").is_dir() else 0
-    except OSError:
-        entries = 0
+    entries = cache_entries(cache) if before is None else before
     name = f"{cache.parent.name}/{cache.name}"
     if entries == 0:
         return f"cold: its own compiler cache ({name}) was empty"

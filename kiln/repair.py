@@ -46,8 +46,13 @@ def _tool_env(epoch: int) -> dict[str, str]:
 
 
 def repair_wheel(raw: Path, target: Target, out_dir: Path, *, epoch: int, log: Path,
-                 policy: str | None = None, label: str = "") -> Repaired:
-    """Repair ``raw`` for ``target`` into ``out_dir`` (auditwheel on Linux, delocate on macOS)."""
+                 policy: str | None = None, label: str = "",
+                 library_path: tuple[Path, ...] = ()) -> Repaired:
+    """Repair ``raw`` for ``target`` into ``out_dir`` (auditwheel on Linux, delocate on macOS).
+
+    ``library_path``: folders of shared libraries kiln built for the wheel ([library] tables
+    with ``link = "shared"``), where auditwheel finds them to graft.
+    """
     name = parse_name(raw.name)
     out_dir.mkdir(parents=True, exist_ok=True)
     if name.is_pure:
@@ -59,7 +64,8 @@ def repair_wheel(raw: Path, target: Target, out_dir: Path, *, epoch: int, log: P
         shutil.copyfile(raw, dest)
         return Repaired(dest, "none: no compiled files in the wheel", "", ())
     if target.is_linux:
-        return _auditwheel(raw, target, out_dir, epoch=epoch, log=log, policy=policy, label=label)
+        return _auditwheel(raw, target, out_dir, epoch=epoch, log=log, policy=policy, label=label,
+                           library_path=library_path)
     if target.is_macos:
         return _delocate(raw, out_dir, epoch=epoch, log=log, label=label)
     raise UnsupportedError(f"{raw.name}: kiln cannot repair wheels for {target.name}")
@@ -69,7 +75,7 @@ _TOO_RECENT = re.compile(r"too-recent versioned symbols|is not compliant", re.IG
 
 
 def _auditwheel(raw: Path, target: Target, out_dir: Path, *, epoch: int, log: Path,
-                policy: str | None, label: str) -> Repaired:
+                policy: str | None, label: str, library_path: tuple[Path, ...] = ()) -> Repaired:
     argv: list[str | Path] = [sys.executable, "-m", "auditwheel", "repair", "-w", out_dir]
     # auditwheel offers --plat choices for the host's architecture only. A foreign wheel
     # (a zig cross build) is repaired to the best policy it meets, then held to ``policy``.
@@ -79,8 +85,10 @@ def _auditwheel(raw: Path, target: Target, out_dir: Path, *, epoch: int, log: Pa
     argv.append(raw)
     before = set(out_dir.iterdir())
     try:
-        proc.run(argv, what=f"{label}: auditwheel repair", error=RepairError,
-                 env=_tool_env(epoch), log=log,
+        env = _tool_env(epoch)
+        if library_path:
+            env["LD_LIBRARY_PATH"] = ":".join(str(p) for p in library_path)
+        proc.run(argv, what=f"{label}: auditwheel repair", error=RepairError, env=env, log=log,
                  hint="the log shows auditwheel's reasons; a build that needs a newer glibc "
                       "than manylinux allows can use --backend zig, which targets glibc 2.17")
     except RepairError as exc:

@@ -54,6 +54,8 @@ class Toolchain:
     identity: tuple[tuple[str, str], ...] | None = None
     compile_cache: Path | None = None  # the compiler cache this build fills (its own chain)
     libraries: tuple[BuiltLibrary, ...] = ()  # the recipe's [library] tables, built
+    # Objects in ``compile_cache`` before the libraries were compiled into it (None: unknown).
+    cache_entries_before: int | None = None
 
 
 @dataclass(frozen=True)

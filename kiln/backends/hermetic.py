@@ -27,6 +27,7 @@ from kiln.toolchain.tool import Tool
 from kiln.toolchain.zig import (
     COMPILE_FLAGS,
     ZigLayout,
+    cache_entries,
     clang_edits,
     install_zig,
     pin_digest,
@@ -104,6 +105,7 @@ class HermeticBackend:
                      Bind(chain, layout.cache, writable=True),
                      Bind(bin_host, layout.bin, writable=False))
         hidden = hosttools.hidden_from_hermetic_builds(interp) if isolated else ()
+        entries_before = cache_entries(chain) if job.recipe.libraries else None
         libs = _libraries(job, triple, isolated, zig_binds, layout.bin, hidden)
         env += libs.env
         canonical_bin = ZigLayout.fixed().bin
@@ -147,6 +149,7 @@ class HermeticBackend:
             identity=identity,
             compile_cache=chain,
             libraries=libs.built,
+            cache_entries_before=entries_before,
         )
 
     def build(self, job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path) -> RawBuild:

@@ -78,6 +78,14 @@ def zig_cache_root(tools: Path) -> Path:
     return tools / f"zigcache-{digest[:12]}"
 
 
+def cache_entries(cache: Path) -> int:
+    """How many objects a zig cache holds (0: a cold cache)."""
+    try:
+        return sum(1 for _ in (cache / "o").iterdir()) if (cache / "o").is_dir() else 0
+    except OSError:
+        return 0
+
+
 def map_edits(maps: Iterable[tuple[str, str]], *, rewrite: bool = False) -> list[str]:
     """CCC_OVERRIDE_OPTIONS edits that add ``-ffile-prefix-map=seen=canonical`` to every
     compile (clang splits the edits at spaces: a folder with one in its name is left out).

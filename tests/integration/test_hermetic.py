@@ -480,10 +480,16 @@ def test_two_builders_agree_through_kiln_rebuild_of_a_served_wheel(run_kiln, two
 # A small C library with a plain Makefile, and a project whose extension links it.
 KILNFIX_FILES = {
     "Makefile": ("PREFIX ?= /usr/local\n"
+                 "all: libkilnfix.a libkilnfix.so\n"
                  "libkilnfix.a: kilnfix.o\n\t$(AR) rcs $@ kilnfix.o\n"
+                 "libkilnfix.so: kilnfix.o\n"
+                 "\t$(CC) -shared -Wl,-soname,libkilnfix.so.1 -o $@ kilnfix.o\n"
                  "kilnfix.o: kilnfix.c kilnfix.h\n\t$(CC) $(CFLAGS) -c kilnfix.c -o $@\n"
-                 "install: libkilnfix.a\n\tmkdir -p $(PREFIX)/lib $(PREFIX)/include\n"
-                 "\tcp libkilnfix.a $(PREFIX)/lib/\n\tcp kilnfix.h $(PREFIX)/include/\n"),
+                 "install: all\n\tmkdir -p $(PREFIX)/lib $(PREFIX)/include\n"
+                 "\tcp libkilnfix.a $(PREFIX)/lib/\n"
+                 "\tcp libkilnfix.so $(PREFIX)/lib/libkilnfix.so.1\n"
+                 "\tln -sf libkilnfix.so.1 $(PREFIX)/lib/libkilnfix.so\n"
+                 "\tcp kilnfix.h $(PREFIX)/include/\n"),
     "kilnfix.h": "int kilnfix_twice(int x);\n",
     "kilnfix.c": '#include "kilnfix.h"\nint kilnfix_twice(int x) { return 2 * x; }\n',
 }
@@ -512,7 +518,8 @@ LIBDEMO_FILES = {
 }
 
 
-def _library_recipe(tmp_path: Path, name: str, sha256: str | None = None) -> Path:
+def _library_recipe(tmp_path: Path, name: str, sha256: str | None = None,
+                    link: str = "static") -> Path:
     tarball = tmp_path / "libs" / "kilnfix-1.0.tar.gz"
     # Made once: gzip stamps the time it compresses, and the library's pin is its sha256.
     lib = make_sdist(tmp_path / "libs", "kilnfix", "1.0", KILNFIX_FILES) \
@@ -524,6 +531,7 @@ def _library_recipe(tmp_path: Path, name: str, sha256: str | None = None) -> Pat
         url = "{tarball.as_uri()}"
         sha256 = "{sha256 or (lib.sha256 if lib else _digest(tarball))}"
         build = "make"
+        link = "{link}"
     """
     return _recipe(tmp_path, name, files,
                    ("python -c 'import libdemo; assert libdemo.twice(21) == 42'",), extra=extra)
@@ -555,6 +563,7 @@ def test_a_declared_library_is_built_sealed_recorded_cached_and_rebuilt_by_the_t
     assert set(chains) == {"build", "rebuild"}, chains
     from kiln.toolchain.cpython import tree_digest
     assert tree_digest(chains["rebuild"] / "prefix") == lib["tree_sha256"]
+    assert "kilnfix built by the rebuild" in record["repro"]["rebuild_compiles"]
 
     # Another recipe needing the same library takes it from the cache.
     other = _library_recipe(tmp_path, "libdemo-two")
@@ -564,6 +573,16 @@ def test_a_declared_library_is_built_sealed_recorded_cached_and_rebuilt_by_the_t
     (reused,) = again[0]["record"]["libraries"]
     assert reused["key"] == lib["key"], (reused, lib)
     assert reused["cached"] is True
+
+    # Linked shared instead, the library is grafted into the wheel, and the tests load it.
+    shared = _library_recipe(tmp_path, "libdemo-shared", link="shared")
+    result, grafted = _build(run_kiln, shared, tmp_path / "wh3", cache,
+                             "--python-path", f"3.11={pyenv}")
+    assert result.returncode == 0, result.stderr
+    record = grafted[0]["record"]
+    assert record["test"]["passed"] is True and record["libraries"][0]["link"] == "shared"
+    assert [Path(g).name.split("-")[0] for g in record["repair"]["grafted"]] == ["libkilnfix"]
+    assert "manylinux_2_17_x86_64" in record["outputs"][0]["platform_tags"]
 
 
 def test_a_library_whose_source_does_not_match_its_sha256_stops_the_build(run_kiln, tmp_path):
