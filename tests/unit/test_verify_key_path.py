@@ -115,7 +115,7 @@ def test_a_signed_wheel_verifies_and_says_what_its_statement_claims(keys: KeyPai
         "recipe": "recipes/demo.toml", "recipeSha256": "1" * 64,
         "python": "3.11.2", "target": "linux-x86_64",
         "reproducible": True, "reproDigests": [sha256_file(wheel), "7" * 64],
-        "testsPassed": True, "signedTests": None}
+        "testsPassed": True, "signedTests": None, "libraries": []}
     assert report["statement"] == statement
 
 
