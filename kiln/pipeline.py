@@ -26,13 +26,12 @@ from kiln.errors import KilnError, NothingToDoError, NotReproducibleError
 from kiln.fetch import FetchedSource, fetch_sdist, source_date_epoch
 from kiln.files import Artifact, copy_atomic, sha256_file
 from kiln.installer import IndexOptions
-from kiln.lock import (
+from kiln.lock import resolve_lock, resolve_test_lock
+from kiln.lockfile import (
     Lock,
     check_lock,
     read_lock,
     read_test_lock,
-    resolve_lock,
-    resolve_test_lock,
     test_lock_is_current,
     test_lock_path,
 )

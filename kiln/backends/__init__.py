@@ -19,7 +19,7 @@ from kiln.buildenv import Surroundings, Workspace
 from kiln.errors import UsageError
 from kiln.fetch import FetchedSource
 from kiln.installer import IndexOptions
-from kiln.lock import Lock
+from kiln.lockfile import Lock
 from kiln.recipe import BACKENDS, Recipe, canonical_backend
 from kiln.toolchain.cpython import CPythonDescription
 from kiln.toolchain.interpreters import Interpreter
