@@ -516,7 +516,8 @@ def _deliver(job: BuildJob, record: BuildRecord, wheel: Path, log: Path, options
     out = _mkdir(options.output)
     target = out / wheel.name
     digest = record.wheel.sha256
-    if target.exists() and not options.overwrite and sha256_file(target) != digest:
+    there = sha256_file(target) if target.exists() else None
+    if there is not None and there != digest and not options.overwrite:
         raise KilnError(f"{target} already exists with different contents",
                         hint="move it away, or pass --overwrite to replace it")
     log_target = out / "logs" / log.name
@@ -525,7 +526,8 @@ def _deliver(job: BuildJob, record: BuildRecord, wheel: Path, log: Path, options
         art = Artifact.of(log_target)
         record = record.model_copy(update={"log": FileRef(name=f"logs/{log.name}",
                                                           sha256=art.sha256, size=art.size)})
-    copy_atomic(wheel, target)
+    if there != digest:  # a wheel already there with these bytes stays as it is
+        copy_atomic(wheel, target)
     write_record(record, record_path(target))
     result.wheel = target
     result.record = record
