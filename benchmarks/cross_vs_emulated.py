@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kiln.fetch import fetch_sdist  # noqa: E402
-from kiln.lock import read_lock  # noqa: E402
+from kiln.lockfile import read_lock  # noqa: E402
 from kiln.recipe import load_recipe  # noqa: E402
 from kiln.toolchain.emulation import build_root  # noqa: E402
 from kiln.toolchain.interpreters import find_interpreter  # noqa: E402

@@ -240,6 +240,7 @@ def run_build(
         not_hermetic=list(toolchain.not_hermetic),
         cpython=_cpython_ref(toolchain),
         observed=dict(raw_build.observed),
+        jobs=job.jobs,
     )
     return BuildOutcome(record=record, wheel=staged, log=log)
 

@@ -229,6 +229,39 @@ def build_variables(
 PREFIX_EDITS = "KILN_PREFIX_EDITS"
 
 
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity, not the machine's): the job limit
+    a build gets unless told otherwise."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def with_jobs(env: Mapping[str, str], jobs: int, ws: Workspace) -> dict[str, str]:
+    """``env`` and, where it does not set them itself, the variables that let each build
+    system run ``jobs`` compiles at once: a recipe needs no lines of its own to use the
+    machine's cores, and its own values (``[build] environment``, ``--env``) win.
+
+    setuptools (64 and later) reads the extra config file that ``DIST_EXTRA_CONFIG`` names
+    and builds extensions side by side with ``[build_ext] parallel``; the file goes in the
+    workspace's temporary folder. None of these is an input: how many compiles run at once
+    does not change a wheel's bytes, so they stay out of the build id and of the recorded
+    environment (which is ``env``). meson-python's ninja takes every core by itself.
+    """
+    config = ws.root / "tmp" / "kiln-parallel.cfg"
+    config.write_text(f"[build_ext]\nparallel = {jobs}\n")
+    count = str(jobs)
+    defaults = {
+        "DIST_EXTRA_CONFIG": ws.inside(config),
+        "MAKEFLAGS": f"-j{count}",
+        "CMAKE_BUILD_PARALLEL_LEVEL": count,
+        "CARGO_BUILD_JOBS": count,
+        "NPY_NUM_BUILD_JOBS": count,  # numpy.distutils
+        "GRPC_PYTHON_BUILD_EXT_COMPILER_JOBS": count,  # grpcio's own parallel compile
+    }
+    return {**defaults, **env}
+
+
 # What a hidden host tool says when a hermetic build runs it anyway.
 HIDDEN_TOOL = """#!/bin/sh
 echo "kiln: $0 is the host's, and a hermetic build runs only pinned tools (kiln's zig, the \

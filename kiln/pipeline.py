@@ -7,7 +7,7 @@ failure unless told to stop, and reports one result per build.
 
 from __future__ import annotations
 
-import os
+import functools
 import shutil
 import tempfile
 import time
@@ -20,19 +20,18 @@ from pathlib import Path
 from kiln import observe
 from kiln.backends import Backend, BuildJob, Toolchain, get_backend
 from kiln.build import BuildOutcome, build_id, run_build, test_wheel
-from kiln.buildenv import CANONICAL, varied
+from kiln.buildenv import CANONICAL, cpu_count, varied
 from kiln.cache import BuildCache
 from kiln.errors import KilnError, NothingToDoError, NotReproducibleError
 from kiln.fetch import FetchedSource, fetch_sdist, source_date_epoch
 from kiln.files import Artifact, copy_atomic, sha256_file
 from kiln.installer import IndexOptions
-from kiln.lock import (
+from kiln.lock import resolve_lock, resolve_test_lock
+from kiln.lockfile import (
     Lock,
     check_lock,
     read_lock,
     read_test_lock,
-    resolve_lock,
-    resolve_test_lock,
     test_lock_is_current,
     test_lock_path,
 )
@@ -66,6 +65,7 @@ class BuildOptions:
     diffoscope: bool = False
     extra_env: tuple[tuple[str, str], ...] = ()
     install_system_deps: bool = False  # apt-get/brew install a recipe's missing system-requires
+    jobs: int | None = None  # compiles at once, the build and its twin together; None: the CPUs
 
 
 @dataclass
@@ -215,7 +215,8 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
                                lock=lock, test_lock=test_lock, source_date_epoch=epoch,
                                index=options.index,
                                surroundings=CANONICAL, cache=options.cache,
-                               extra_env=options.extra_env, system_packages=system)
+                               extra_env=options.extra_env, system_packages=system,
+                               jobs=options.jobs or cpu_count())
                 covering = _covering(out, python, target)
                 if covering is not None:
                     _test_covered(job, covering, options, result)
@@ -428,20 +429,24 @@ def _cache_state(cache: Path | None, before: int | None = None) -> str | None:
 
 def _both_builds(job: BuildJob, backend: Backend, toolchain: Toolchain, options: BuildOptions,
                  work: Path, staging: Path, log: Path) -> tuple[BuildOutcome, BuildOutcome]:
-    """The build and its varied rebuild: side by side when there are cores for both."""
-    def first() -> BuildOutcome:
-        return run_build(job, backend, toolchain, work=work, staging=staging / "a", log=log,
-                         run_tests=options.run_tests)
+    """The build and its varied rebuild: side by side when the job limit allows two, each
+    with its share of it."""
+    def first(jobs: int) -> BuildOutcome:
+        return run_build(replace(job, jobs=jobs), backend, toolchain, work=work,
+                         staging=staging / "a", log=log, run_tests=options.run_tests)
 
-    def second() -> BuildOutcome:
-        return _varied_build(job, backend, options, work, staging)
+    def second(jobs: int) -> BuildOutcome:
+        return _varied_build(replace(job, jobs=jobs), backend, options, work, staging)
 
-    if (os.cpu_count() or 1) < 2:
-        return first(), second()
+    if job.jobs < 2:
+        return first(job.jobs), second(job.jobs)
+    shares = (job.jobs - job.jobs // 2, job.jobs // 2)
     scopes = {"build": CancelScope(), "rebuild": CancelScope()}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        a = pool.submit(copy_context().run, run_in_scope, scopes["build"], first)
-        b = pool.submit(copy_context().run, run_in_scope, scopes["rebuild"], second)
+        a = pool.submit(copy_context().run, run_in_scope, scopes["build"],
+                        functools.partial(first, shares[0]))
+        b = pool.submit(copy_context().run, run_in_scope, scopes["rebuild"],
+                        functools.partial(second, shares[1]))
         done, _ = wait([a, b], return_when=FIRST_EXCEPTION)
         failed = next((f for f in (a, b) if f in done and f.exception() is not None), None)
         if failed is not None:
@@ -521,7 +526,8 @@ def _deliver(job: BuildJob, record: BuildRecord, wheel: Path, log: Path, options
     out = _mkdir(options.output)
     target = out / wheel.name
     digest = record.wheel.sha256
-    if target.exists() and not options.overwrite and sha256_file(target) != digest:
+    there = sha256_file(target) if target.exists() else None
+    if there is not None and there != digest and not options.overwrite:
         raise KilnError(f"{target} already exists with different contents",
                         hint="move it away, or pass --overwrite to replace it")
     log_target = out / "logs" / log.name
@@ -530,7 +536,8 @@ def _deliver(job: BuildJob, record: BuildRecord, wheel: Path, log: Path, options
         art = Artifact.of(log_target)
         record = record.model_copy(update={"log": FileRef(name=f"logs/{log.name}",
                                                           sha256=art.sha256, size=art.size)})
-    copy_atomic(wheel, target)
+    if there != digest:  # a wheel already there with these bytes stays as it is
+        copy_atomic(wheel, target)
     write_record(record, record_path(target))
     result.wheel = target
     result.record = record

@@ -235,6 +235,9 @@ class BuildRecord(Model):
     # What the build saw from inside its sandbox right before the backend ran (kiln.observe):
     # network, clock, umask, host name, time zone, locale, CPUs, HOME, build path …
     observed: dict[str, str] = Field(default_factory=dict)
+    # How many compiles the build was allowed at once (kiln build -j): not an input, and
+    # not in the build id; the same wheel comes out for any count.
+    jobs: int | None = None
 
     @property
     def wheel(self) -> WheelRef:

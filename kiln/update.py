@@ -22,7 +22,8 @@ from kiln import toml
 from kiln.errors import RecipeError, UsageError
 from kiln.files import write_atomic
 from kiln.installer import IndexOptions
-from kiln.lock import Lock, read_lock, resolve_lock
+from kiln.lock import resolve_lock
+from kiln.lockfile import Lock, read_lock
 from kiln.pypi import ProjectPage, project_page
 from kiln.recipe import Recipe, parse_recipe
 

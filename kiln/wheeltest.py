@@ -15,7 +15,7 @@ from kiln import installer, proc
 from kiln.archive import extract
 from kiln.errors import WheelTestError
 from kiln.installer import IndexOptions
-from kiln.lock import Lock
+from kiln.lockfile import Lock
 from kiln.recipe import TestSpec
 from kiln.record import LockedRequirement, TestCountsRef, TestRef
 from kiln.testresults import TestCounts, instrument, read_counts, total

@@ -19,7 +19,7 @@ from kiln.buildenv import Surroundings, Workspace
 from kiln.errors import UsageError
 from kiln.fetch import FetchedSource
 from kiln.installer import IndexOptions
-from kiln.lock import Lock
+from kiln.lockfile import Lock
 from kiln.recipe import BACKENDS, Recipe, canonical_backend
 from kiln.toolchain.cpython import CPythonDescription
 from kiln.toolchain.interpreters import Interpreter
@@ -75,6 +75,9 @@ class BuildJob:
     # The recipe's system-requires as installed on this host (recorded; in the build id).
     system_packages: tuple[SystemPackage, ...] = field(default=())
     test_lock: Lock | None = None  # [test] requires, pinned with hashes (NAME.test.lock)
+    # How many compiles the build may run at once (kiln build -j): not an input, the same
+    # wheel comes out for any count, so it is not in the build id.
+    jobs: int = 1
 
     @property
     def label(self) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from kiln import installer
 from kiln.backends import BuildJob, RawBuild, Toolchain
-from kiln.buildenv import Workspace, build_variables, prefix_map_flags
+from kiln.buildenv import Workspace, build_variables, prefix_map_flags, with_jobs
 from kiln.errors import BuildError
 from kiln.fetch import unpack_sdist
 from kiln.observe import check_network, observe
@@ -60,7 +60,7 @@ def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, 
         python=f"{ws.inside(ws.env)}/bin/python",
         project_inside=ws.inside(project),
         sandbox=ws.sandbox,
-        env=env,
+        env=with_jobs(env, job.jobs, ws),  # recorded below without the job defaults
         log=log,
         timeout=job.recipe.timeout,
         umask=job.surroundings.umask,

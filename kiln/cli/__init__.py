@@ -1,48 +1,103 @@
-"""kiln's command line: the only place that prints, exits or knows about the terminal."""
+"""kiln's command line: the only place that prints, exits or knows about the terminal.
+
+Starting must not wait on what the command line does not use: ``kiln --version`` never
+imports typer, and a command imports only the module that registers it (typer, rich,
+and that module's needs), not the other commands' modules and theirs.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
 import sys
-import traceback
-from typing import Any
+import types
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
-from kiln.cli import console
-from kiln.cli.app import State, app, report_error
-from kiln.errors import KilnError
+# The module that adds each top-level command to ``app`` when imported. A command missing
+# here still works (an unknown word loads them all), it only starts slower.
+COMMANDS = {
+    "recipe": "kiln.cli.recipe",
+    "build": "kiln.cli.build",
+    "lock": "kiln.cli.build",
+    "repro": "kiln.cli.build",
+    "rebuild": "kiln.cli.build",
+    "keygen": "kiln.cli.sign",
+    "sign": "kiln.cli.sign",
+    "verify": "kiln.cli.sign",
+    "matrix": "kiln.cli.matrix",
+    "audit": "kiln.cli.audit",
+    "index": "kiln.cli.index",
+    "serve": "kiln.cli.index",
+    "publish": "kiln.cli.index",
+    "test": "kiln.cli.emulation",
+    "sysroot": "kiln.cli.emulation",
+    "status": "kiln.cli.status",
+    "toolchain": "kiln.cli.toolchain",
+    "challenge": "kiln.cli.challenge",
+}
+# Their order is the order of ``kiln --help``.
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
+# The root's own options; none takes a value, so the first other word names the command.
+_ROOT_OPTIONS = frozenset({"-v", "--verbose", "-q", "--quiet", "--version", "-h", "--help"})
 
-# Each module adds its commands to ``app`` when imported.
-COMMAND_MODULES = (
-    "kiln.cli.recipe",
-    "kiln.cli.build",
-    "kiln.cli.sign",
-    "kiln.cli.matrix",
-    "kiln.cli.audit",
-    "kiln.cli.index",
-    "kiln.cli.emulation",
-    "kiln.cli.status",
-    "kiln.cli.toolchain",
-    "kiln.cli.challenge",
-)
-for _module in COMMAND_MODULES:
-    importlib.import_module(_module)
+
+def load_commands(argv: list[str] | None = None) -> typer.Typer:
+    """The application with the command ``argv`` names registered, or every command when
+    it names none kiln knows (help, a typo's "did you mean")."""
+    from kiln.cli.app import app
+
+    words = argv or []
+    at = next((i for i, word in enumerate(words) if word not in _ROOT_OPTIONS), len(words))
+    command = words[at] if at < len(words) else None
+    # `kiln -h build` asks for the root's help, which lists every command.
+    if command in COMMANDS and not {"-h", "--help"} & set(words[:at]):
+        importlib.import_module(COMMANDS[command])
+    else:
+        for module in COMMAND_MODULES:
+            importlib.import_module(module)
+    return app
 
 
-def _parse_error() -> type[Exception]:
-    """What typer raises for a command line it cannot parse (an unknown option, a file
-    that is not there): its own click's errors since typer 0.26, click's before."""
-    found: type[Exception] | None = getattr(typer, "TyperException", None)
-    if found is None:
-        import click
+class _Package(types.ModuleType):
+    """``kiln.cli.app`` is the application with every command, as it was when this package
+    imported them all: tests and tools that walk the commands ask for it so. A property,
+    because importing the submodule ``kiln.cli.app`` would otherwise bind that name to the
+    module (the setter lets it try)."""
 
-        found = click.ClickException
-    return found
+    @property
+    def app(self) -> typer.Typer:
+        return load_commands()
+
+    @app.setter
+    def app(self, module: object) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--version"]:
+        from kiln import __version__
+
+        sys.stdout.write(f"kiln {__version__}\n")
+        sys.exit(0)
+    _run(sys.argv[1:])
+
+
+def _run(argv: list[str]) -> None:
+    import traceback
+
+    import typer
+
+    from kiln.cli import console
+    from kiln.cli.app import State, report_error
+    from kiln.errors import KilnError
+
+    app = load_commands(argv)
     console.printed_json = False
     try:
         # Not standalone: typer then raises a command line it cannot parse, to be JSON too.
@@ -64,6 +119,19 @@ def main() -> None:
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(code) returns its code here
 
 
+def _parse_error() -> type[Exception]:
+    """What typer raises for a command line it cannot parse (an unknown option, a file
+    that is not there): its own click's errors since typer 0.26, click's before."""
+    import typer
+
+    found: type[Exception] | None = getattr(typer, "TyperException", None)
+    if found is None:
+        import click
+
+        found = click.ClickException
+    return found
+
+
 def _parse_failure(exc: Any) -> int:
     """Show a command line typer could not parse as typer does (the usage line, where to
     find help, the error in a panel), and as JSON with --json; its exit code."""
@@ -82,6 +150,8 @@ def _parse_failure(exc: Any) -> int:
 def _error_json(kind: str, message: str, hint: str | None, exit_code: int,
                 log: str | None = None) -> None:
     """--json promises JSON on stdout whatever happens: the error, when nothing else."""
+    from kiln.cli import console
+
     if "--json" in sys.argv[1:] and not console.printed_json:
         console.print_json({"error": {"kind": kind, "message": message, "hint": hint,
                                       "exit_code": exit_code, "log": log}})

@@ -215,6 +215,10 @@ def build(
         help="Install the packages a recipe's system-requires names (apt-get as root, or "
              "brew) instead of stopping with the command to run.")] = False,
     python_path: PythonPathOption = None,
+    jobs: Annotated[int | None, typer.Option(
+        "--jobs", "-j", envvar="KILN_JOBS", min=1,
+        help="Compiles at once, a build and its --check-repro twin together; the wheel is "
+             "the same for any count [default: the CPUs kiln may use].")] = None,
     cache: CacheOption = None,
     index_url: IndexUrlOption = PYPI_SIMPLE,
     find_links: FindLinksOption = None,
@@ -253,7 +257,7 @@ def build(
         index=index_options(index_url, find_links, no_index), use_cache=not no_cache,
         run_tests=not no_test, check_repro=check_repro, fail_fast=fail_fast,
         overwrite=overwrite, python_paths=_python_paths(python_path), diffoscope=diffoscope,
-        extra_env=_env_pairs(env), install_system_deps=install_system_deps,
+        extra_env=_env_pairs(env), install_system_deps=install_system_deps, jobs=jobs,
     )
     # Steps run on each finished wheel, in order (signing, then the audit record).
     after: list[AfterBuild] = []

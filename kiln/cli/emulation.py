@@ -123,7 +123,7 @@ def test_command(
     sdist, test_lock = None, None
     if loaded is not None:
         from kiln.fetch import fetch_sdist
-        from kiln.lock import read_test_lock, test_lock_is_current
+        from kiln.lockfile import read_test_lock, test_lock_is_current
 
         if spec.files:  # the tests are copied out of the recipe's sdist
             sdist = fetch_sdist(loaded, root).path

@@ -83,7 +83,7 @@ def recipe_check(
     json_output: JsonOption = False,
 ) -> None:
     """Validate recipes and their locks; exit non-zero if any is wrong."""
-    from kiln.lock import check_lock, read_lock
+    from kiln.lockfile import check_lock, read_lock
     from kiln.recipe import load_recipe
 
     rows: list[dict[str, str]] = []

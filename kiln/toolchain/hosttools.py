@@ -7,6 +7,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -38,6 +39,10 @@ _FOLDERS = ("/usr/include", "/usr/local/include", "/usr/lib/gcc", "/usr/libexec/
 
 def _matching(patterns: tuple[str, ...], dirs: tuple[str, ...] = _BIN_DIRS) -> list[Path]:
     """The real files behind every name in ``dirs`` that matches ``patterns``."""
+    # One expression for all the patterns: /usr/bin holds a thousand names or more, and
+    # matching each against fifty patterns one by one took 40 ms of every build, cached
+    # ones included.
+    matches = re.compile("|".join(fnmatch.translate(p) for p in patterns)).match
     found: dict[Path, None] = {}
     for folder in dirs:
         try:
@@ -45,7 +50,7 @@ def _matching(patterns: tuple[str, ...], dirs: tuple[str, ...] = _BIN_DIRS) -> l
         except OSError:
             continue
         for name in names:
-            if not any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            if not matches(name):
                 continue
             real = Path(folder, name).resolve()
             # ld.so is the dynamic loader, which every program needs (Debian puts a link

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from kiln.cli import app
-from kiln.lock import read_lock
+from kiln.lockfile import read_lock
 from kiln.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent.parent

@@ -12,7 +12,7 @@ from kiln.buildenv import CANONICAL
 from kiln.errors import UnsupportedError
 from kiln.fetch import FetchedSource
 from kiln.installer import IndexOptions
-from kiln.lock import Lock
+from kiln.lockfile import Lock
 from kiln.recipe import parse_recipe
 from kiln.toolchain.interpreters import Interpreter
 from kiln.toolchain.targets import TARGETS

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from kiln.errors import LockError, RecipeError
-from kiln.lock import _merge, check_lock, parse_lock
+from kiln.lock import _merge
+from kiln.lockfile import check_lock, parse_lock
 from kiln.recipe import parse_recipe
 
 LOCK = """# kiln lock v1: build requirements of demo 1.0

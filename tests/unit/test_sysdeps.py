@@ -16,7 +16,7 @@ from kiln.buildenv import CANONICAL
 from kiln.errors import EnvironmentSetupError
 from kiln.fetch import FetchedSource
 from kiln.installer import IndexOptions
-from kiln.lock import Lock
+from kiln.lockfile import Lock
 from kiln.recipe import parse_recipe
 from kiln.toolchain import sysdeps
 from kiln.toolchain.interpreters import Interpreter

@@ -12,7 +12,7 @@ import pytest
 
 from kiln import toml
 from kiln.errors import RecipeError, UsageError
-from kiln.lock import Lock, Pin
+from kiln.lockfile import Lock, Pin
 from kiln.pypi import IndexFile, ProjectPage
 from kiln.recipe import parse_recipe
 from kiln.update import (
