@@ -204,7 +204,7 @@ def _libraries(job: BuildJob, triple: str, isolated: bool, zig_binds: tuple[Bind
         identity=(("zig", pin_digest(zig_pin())), ("target", triple),
                   ("flags", " ".join((*COMPILE_FLAGS, *clang_edits(triple))))),
         binds=zig_binds, bin_inside=bin_inside, hidden=hidden,
-        chain=job.surroundings.compile_chain, cache=job.cache, index=job.index)
+        chain=job.surroundings.compile_chain, cache=job.cache, index=job.index, jobs=job.jobs)
     built = libraries.prepare(specs, lt)
     tools = libraries.install_tools(specs, job.cache, job.index)
     wrappers = libraries.tool_wrappers(job.cache / "tools" / "kiln-tools-bin", tools)

@@ -93,7 +93,7 @@ class LibraryToolchain:
     chain: str  # "build" or "rebuild": whose cache the libraries go to
     cache: Path
     index: IndexOptions
-    jobs: int = 0  # 0: the CPU count
+    jobs: int = 0  # compiles at once (kiln build -j); 0: the CPU count
 
 
 def fetch_source(spec: LibrarySpec, cache: Path) -> LibrarySource:
