@@ -20,6 +20,7 @@ from kiln.progress import reporter
 from kiln.record import (
     BuildRecord,
     CPythonRef,
+    CrateRef,
     FileRef,
     InterpreterRef,
     LockedRequirement,
@@ -124,7 +125,8 @@ def run_build(
     stages: dict[str, float] = {}
     visible = (job.interpreter.path.parent.parent, *toolchain.visible)
     ws = Workspace.create(work, job.surroundings, visible=visible, writable=toolchain.writable,
-                          fixed=toolchain.binds, hidden=toolchain.hidden)
+                          fixed=toolchain.binds, hidden=toolchain.hidden,
+                          rust=job.crates is not None)
     try:
         reporter().stage("build", job.label)
         t = time.monotonic()
@@ -200,6 +202,7 @@ def run_build(
             for p in job.lock.pins_for(job.interpreter.minor)
         ],
         system_packages=[ToolRef(name=p.name, version=p.version) for p in job.system_packages],
+        crates=_crate_refs(job),
         environment=environment,
         config_settings=dict(raw_build.config_settings if raw_build.config_settings is not None
                              else job.recipe.config_settings),
@@ -236,6 +239,13 @@ def run_build(
         observed=dict(raw_build.observed),
     )
     return BuildOutcome(record=record, wheel=staged, log=log)
+
+
+def _crate_refs(job: BuildJob) -> list[CrateRef]:
+    if job.crates is None:
+        return []
+    return [CrateRef(name=f.crate.name, version=f.crate.version, checksum=f.crate.checksum,
+                     source=f.crate.source, url=f.url) for f in job.crates.crates]
 
 
 def _cpython_ref(toolchain: Toolchain) -> CPythonRef | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kiln.buildenv import Surroundings, Workspace
+from kiln.crates.fetch import VendoredCrates
 from kiln.errors import UsageError
 from kiln.fetch import FetchedSource
 from kiln.installer import IndexOptions
@@ -52,6 +53,8 @@ class Toolchain:
     # What names the toolchain in a build id when ``env`` holds this host's paths.
     identity: tuple[tuple[str, str], ...] | None = None
     compile_cache: Path | None = None  # the compiler cache this build fills (its own chain)
+    # (seen, canonical) toolchain folders rustc must name canonically (--remap-path-prefix).
+    rust_maps: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class BuildJob:
     # The recipe's system-requires as installed on this host (recorded; in the build id).
     system_packages: tuple[SystemPackage, ...] = field(default=())
     test_lock: Lock | None = None  # [test] requires, pinned with hashes (NAME.test.lock)
+    # The crates the sdist's Cargo.lock files pin, fetched and checked; None: no Rust in it.
+    crates: VendoredCrates | None = None
 
     @property
     def label(self) -> str:

@@ -12,6 +12,7 @@ build tools and headers are hidden: a build that reaches for one fails, naming i
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.backends import BuildJob, RawBuild, Toolchain
@@ -20,6 +21,13 @@ from kiln.buildenv import Workspace
 from kiln.errors import BuildError, UnsupportedError
 from kiln.pep517 import BuildSystem
 from kiln.toolchain import cpython, hosttools
+from kiln.toolchain.rust import (
+    RUST_INSIDE,
+    check_target,
+    find_rust,
+    linker_variables,
+    rust_triple,
+)
 from kiln.toolchain.sandbox import Bind, bwrap_path
 from kiln.toolchain.targets import host_target
 from kiln.toolchain.tool import Tool
@@ -39,11 +47,11 @@ from kiln.toolchain.zig import (
 _CROSS_REFUSED = {
     "mesonpy": "meson-python configures its compilers from the machine it runs on, and kiln "
                "does not yet write it a cross file",
-    "maturin": "maturin compiles Rust, and kiln's hermetic toolchain pins only C and C++",
+    "maturin": "maturin compiles Rust, and kiln builds Rust only for the machine it runs on",
 }
 _CROSS_REFUSED_REQUIRES = {
-    "setuptools-rust": "setuptools-rust compiles Rust, and kiln's hermetic toolchain pins only "
-                       "C and C++",
+    "setuptools-rust": "setuptools-rust compiles Rust, and kiln builds Rust only for the machine "
+                       "it runs on",
 }
 # What a build's log says when it tried to run a program compiled for the target.
 _RAN_TARGET_BINARY = re.compile(
@@ -52,6 +60,44 @@ _RAN_TARGET_BINARY = re.compile(
 NO_BWRAP = ("bubblewrap cannot make namespaces on this host, so the host's compilers, tools and "
             "headers stayed visible to the build (its binaries use only the pinned toolchain's, "
             "by the same paths)")
+
+
+@dataclass(frozen=True)
+class RustParts:
+    """What the Rust toolchain adds to a hermetic toolchain (an sdist with a Cargo.toml)."""
+
+    tools: tuple[Tool, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    identity: tuple[tuple[str, str], ...] = ()
+    tool_dirs: tuple[str, ...] = ()
+    visible: tuple[Path, ...] = ()
+    binds: tuple[Bind, ...] = ()
+    maps: tuple[tuple[str, str], ...] = ()  # (seen, canonical) for rustc's remaps
+    note: str = ""
+
+
+def rust_parts(job: BuildJob, isolated: bool, seen_bin: str, canonical_bin: str) -> RustParts:
+    """rustc and cargo at /kiln/rust (or where they are, remapped there), linking with zig."""
+    if job.crates is None:
+        return RustParts()
+    rust = find_rust()
+    triple = rust_triple(job.target)
+    check_target(rust, triple)
+    seen = RUST_INSIDE if isolated else str(rust.sysroot)
+    env = (("RUSTC", f"{seen}/bin/rustc"), ("CARGO", f"{seen}/bin/cargo"),
+           *linker_variables(triple, f"{seen_bin}/cc", f"{seen_bin}/c++", f"{seen_bin}/ar"))
+    canonical = tuple((name, value.replace(seen, RUST_INSIDE).replace(seen_bin, canonical_bin))
+                      for name, value in env)
+    return RustParts(
+        tools=rust.tools(triple),
+        env=env,
+        identity=(*rust.identity(triple), *canonical),
+        tool_dirs=(f"{seen}/bin",),
+        visible=() if isolated else (rust.sysroot,),
+        binds=(Bind(rust.sysroot, RUST_INSIDE, writable=False),) if isolated else (),
+        maps=((seen, RUST_INSIDE),),
+        note=f"{rust.rustc_version} for {triple}, linking with zig's cc",
+    )
 
 
 class HermeticBackend:
@@ -100,12 +146,14 @@ class HermeticBackend:
             env += [("_PYTHON_HOST_PLATFORM", f"linux-{job.target.arch}"),
                     ("SETUPTOOLS_EXT_SUFFIX", cpython.ext_suffix(interp.minor, job.target.arch))]
         canonical_bin = ZigLayout.fixed().bin
+        rust = rust_parts(job, isolated, seen_bin, canonical_bin)
         identity = (
             ("zig", pin_digest(zig_pin())),
             ("target", triple),
             ("flags", " ".join((*COMPILE_FLAGS, *clang_edits(triple)))),
             ("cpython", description.digest),
             *((name, value.replace(seen_bin, canonical_bin)) for name, value in env),
+            *rust.identity,
         )
         glibc = job.recipe.glibc
         pin = description.pin
@@ -119,26 +167,30 @@ class HermeticBackend:
                         path=cpython.CANONICAL, sha256=description.headers_sha256),
                    Tool(f"cpython {interp.minor} sysconfig",
                         f"kiln's, {description.sysconfig_name}",
-                        sha256=description.sysconfig_sha256)),
-            env=tuple(env),
-            tool_dirs=(seen_bin,),
-            visible=(install.root, description.root, bin_host),
+                        sha256=description.sysconfig_sha256),
+                   *rust.tools),
+            env=(*env, *rust.env),
+            tool_dirs=(seen_bin, *rust.tool_dirs),
+            visible=(install.root, description.root, bin_host, *rust.visible),
             writable=() if isolated else (chain,),
             binds=(Bind(install.root, layout.install, writable=False),
                    Bind(chain, layout.cache, writable=True),
                    Bind(bin_host, layout.bin, writable=False),
-                   Bind(description.root, cpython.CANONICAL, writable=False)) if isolated else (),
+                   Bind(description.root, cpython.CANONICAL, writable=False),
+                   *rust.binds) if isolated else (),
             hidden=hosttools.hidden_from_hermetic_builds(interp) if isolated else (),
             cross=cross,
             policy=f"manylinux_{glibc.replace('.', '_')}_{job.target.arch}",
             notes=(f"zig {install.version} -target {triple}"
                    + (f", cross-compiled from {host.name}" if cross else "")
-                   + f"; CPython {interp.minor} headers from {pin.describe()}",),
+                   + f"; CPython {interp.minor} headers from {pin.describe()}",
+                   *((rust.note,) if rust.note else ())),
             hermetic=True,
             not_hermetic=() if isolated else (NO_BWRAP,),
             cpython=description,
             identity=identity,
             compile_cache=chain,
+            rust_maps=rust.maps,
         )
 
     def build(self, job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path) -> RawBuild:

@@ -232,6 +232,11 @@ def build(
     audit_branch: Annotated[str, typer.Option(
         "--audit-branch", envvar="KILN_AUDIT_BRANCH", help="The audit branch's name.")
     ] = "audit",
+    crates_url: Annotated[str | None, typer.Option(
+        "--crates-url", envvar="KILN_CRATES_URL",
+        help="Where the Rust crates of an sdist's Cargo.lock come from: a URL with {name} and "
+             "{version}, in crates.io's layout (default: the recipe's crates-url, else "
+             "https://static.crates.io/crates/{name}/{name}-{version}.crate).")] = None,
 ) -> None:
     """Build, repair and test wheels from recipes; put them in the wheelhouse with their records."""
     from kiln.pipeline import AfterBuild, build_recipes
@@ -254,6 +259,7 @@ def build(
         run_tests=not no_test, check_repro=check_repro, fail_fast=fail_fast,
         overwrite=overwrite, python_paths=_python_paths(python_path), diffoscope=diffoscope,
         extra_env=_env_pairs(env), install_system_deps=install_system_deps,
+        crates_url=crates_url,
     )
     # Steps run on each finished wheel, in order (signing, then the audit record).
     after: list[AfterBuild] = []
