@@ -1,0 +1,137 @@
+"""A Rust package built for real, offline: its crate fetched by checksum from a local
+registry the test makes, vendored for cargo, compiled by rustc and linked by zig's cc in
+the sandbox (no network), a manylinux_2_17 wheel that calls the crate, twice the same bytes.
+
+Needs rustc and cargo on PATH, and setuptools-rust in the test wheels (`.ci/setup`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_WHEELS, RunKiln, make_sdist, recipe_text
+from tests.crates_support import (
+    ADD_CRATE,
+    CRATES_IO,
+    PackedCrate,
+    cargo_lock,
+    pack_crate,
+    rust_demo_files,
+    serve_crates,
+)
+
+ADD_TEST = ("python -c 'import kiln_rust_demo as d; assert d.add(40, 2) == 42; "
+            "assert d.add(-5, 3) == -2'")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _rust_and_setuptools_rust() -> None:
+    if shutil.which("cargo") is None or shutil.which("rustc") is None:
+        pytest.fail("rustc and cargo must be on PATH for the Rust tests (https://rustup.rs)")
+    if not any(TEST_WHEELS.glob("setuptools_rust-*.whl")):
+        pytest.fail(f"{TEST_WHEELS} has no setuptools-rust wheel: run `bash .ci/setup` first")
+
+
+def _rust_recipe(tmp_path: Path, crate: PackedCrate, *, lock: str | None = None) -> Path:
+    files = rust_demo_files(lock if lock is not None else cargo_lock("kiln-rust-demo", (crate,)))
+    sdist = make_sdist(tmp_path / "sdists", "kiln-rust-demo", "1.0", files)
+    path = tmp_path / "recipes" / "kiln-rust-demo.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(recipe_text(sdist, tests=(ADD_TEST,)))
+    return path
+
+
+@pytest.fixture
+def add_crate(tmp_path: Path) -> PackedCrate:
+    return pack_crate(tmp_path / "registry", "kiln-fixture-add", "0.1.0", ADD_CRATE)
+
+
+@pytest.mark.slow
+def test_a_rust_package_builds_offline_from_a_local_registry(
+        run_kiln: RunKiln, tmp_path: Path, add_crate: PackedCrate) -> None:
+    recipe = _rust_recipe(tmp_path, add_crate)
+    with serve_crates((add_crate,)) as registry:
+        run_kiln("build", "--check-repro", recipe, "-o", tmp_path / "wheelhouse",
+                 env={"KILN_CRATES_URL": registry.template}, check=True)
+    # Fetched once, before the build; the rebuild found it in the cache.
+    assert registry.requests == ["/crates/kiln-fixture-add/kiln-fixture-add-0.1.0.crate"]
+
+    [wheel] = (tmp_path / "wheelhouse").glob("*.whl")
+    assert wheel.name.endswith("manylinux_2_17_x86_64.whl"), wheel.name
+    record = json.loads(Path(f"{wheel}.build.json").read_text())
+    assert record["crates"] == [{
+        "name": "kiln-fixture-add", "version": "0.1.0", "checksum": add_crate.sha256,
+        "source": CRATES_IO,
+        "url": registry.template.replace("{name}", "kiln-fixture-add").replace(
+            "{version}", "0.1.0")}]
+    tools = {t["name"]: t for t in record["toolchain"]}
+    for name in ("rustc", "rustc driver", "cargo"):
+        assert len(tools[name]["sha256"]) == 64 and tools[name]["path"].startswith("/kiln/rust/")
+    assert tools["rustc"]["version"].startswith("rustc 1.")
+    assert tools["cargo"]["version"].startswith("cargo 1.")
+    assert record["hermetic"] is True, record["not_hermetic"]
+    env = record["environment"]
+    assert env["CARGO_NET_OFFLINE"] == "true"
+    assert env["CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER"] == "/kiln/toolchain/bin/cc"
+    assert record["sandbox"]["network"].startswith("off")
+    # The recipe's test imported the wheel and called the crate's function through it.
+    assert record["test"]["ran"] and record["test"]["passed"]
+    repro = record["repro"]
+    assert repro["reproducible"] is True
+    assert "build_path" in repro["variations"]
+    assert "libfaketime deadlocks rustc" in repro["skipped"]["time"]
+
+    with zipfile.ZipFile(wheel) as zf:
+        [native] = [n for n in zf.namelist() if n.startswith("kiln_rust_demo/_native")]
+        binary = zf.read(native)
+    for host_path in (str(tmp_path), "/root/", "/kiln-rebuild"):
+        assert host_path.encode() not in binary, f"{host_path} is in {native}"
+
+
+def test_an_unreachable_registry_fails_before_the_build_naming_it_and_the_crate(
+        run_kiln: RunKiln, tmp_path: Path, add_crate: PackedCrate) -> None:
+    recipe = _rust_recipe(tmp_path, add_crate)
+    registry = (tmp_path / "no-registry").as_uri() + "/{name}/{name}-{version}.crate"
+    out = run_kiln("build", recipe, "-o", tmp_path / "wheelhouse",
+                   env={"KILN_CRATES_URL": registry})
+    assert out.returncode == 4, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, out.stderr
+    assert (f"crate kiln-fixture-add 0.1.0 from the crate registry "
+            f"{(tmp_path / 'no-registry').as_uri()}/") in errors[0]
+    assert "KILN_CRATES_URL" in out.stderr  # the hint
+    assert not list((tmp_path / "wheelhouse").glob("*.whl"))
+    assert not list((tmp_path / "wheelhouse").glob("**/*.build.json"))
+
+
+def test_a_crate_that_is_not_what_cargo_lock_pins_is_refused(
+        run_kiln: RunKiln, tmp_path: Path, add_crate: PackedCrate) -> None:
+    recipe = _rust_recipe(tmp_path, add_crate)
+    other = pack_crate(tmp_path / "other-registry", "kiln-fixture-add", "0.1.0",
+                       {**ADD_CRATE, "src/lib.rs": "pub fn add(a: i64, b: i64) -> i64 { a - b }"})
+    with serve_crates((other,)) as registry:
+        out = run_kiln("build", recipe, "-o", tmp_path / "wheelhouse",
+                       env={"KILN_CRATES_URL": registry.template})
+    assert out.returncode == 5, out.stderr
+    assert (f"crate kiln-fixture-add 0.1.0: the .crate file has sha256 {other.sha256}, but "
+            f"Cargo.lock's checksum is {add_crate.sha256}") in " ".join(out.stderr.split())
+    assert not list((tmp_path / "wheelhouse").glob("*.whl"))
+
+
+def test_a_git_crate_is_refused_by_name_before_anything_is_fetched(
+        run_kiln: RunKiln, tmp_path: Path, add_crate: PackedCrate) -> None:
+    lock = cargo_lock("kiln-rust-demo", (add_crate,), extra=(
+        '\n[[package]]\nname = "widget"\nversion = "0.3.0"\n'
+        'source = "git+https://github.com/example/widget#0123456789abcdef"\n'))
+    recipe = _rust_recipe(tmp_path, add_crate, lock=lock)
+    with serve_crates((add_crate,)) as registry:
+        out = run_kiln("build", recipe, "-o", tmp_path / "wheelhouse",
+                       env={"KILN_CRATES_URL": registry.template})
+    assert out.returncode == 64, out.stderr
+    assert "crate widget 0.3.0 comes from git" in out.stderr
+    assert registry.requests == []
