@@ -116,6 +116,8 @@ def _download(fetched: FetchedCrate, template: str) -> None:
         http.download(fetched.url, part,
                       what=f"crate {crate.label} from the crate registry {registry_name(template)}")
     except FetchError as exc:
+        for leftover in (part, part.with_name(part.name + ".lock")):
+            leftover.unlink(missing_ok=True)
         raise FetchError(exc.message, hint=_REGISTRY_HINT) from exc
     os.replace(part, fetched.archive)
 
