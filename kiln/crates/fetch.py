@@ -77,7 +77,10 @@ def registry_name(template: str) -> str:
 
 def fetch_crates(rust: RustSources, template: str, cache: Path) -> VendoredCrates:
     """Every crate ``rust`` pins, in ``cache`` and checked; the first that fails stops it."""
-    if rust.crates:
+    if rust.vendored_by:
+        reporter().note(f"the sdist carries its Rust crates ({rust.vendored_by} replaces "
+                        "crates.io): nothing to fetch")
+    elif rust.crates:
         reporter().stage("crates", f"{len(rust.crates)} from {registry_name(template)}")
     fetched = tuple(fetch_crate(crate, template, cache) for crate in rust.crates)
     return VendoredCrates(registry=template, locks=rust.locks, crates=fetched)

@@ -53,6 +53,9 @@ class RustSources:
 
     locks: tuple[str, ...]  # paths inside the sdist's top folder ("src/rust/Cargo.lock")
     crates: tuple[LockedCrate, ...]  # sorted by name and version, each once
+    # The sdist's own cargo configuration that replaces crates.io with crates it carries
+    # (`cargo vendor`): cargo reads it before kiln's, so nothing is fetched.
+    vendored_by: str = ""
 
 
 def parse_cargo_lock(text: str, where: str) -> tuple[LockedCrate, ...]:
@@ -104,6 +107,9 @@ def rust_sources(sdist: Path) -> RustSources | None:
         if not any(posixpath.basename(rel) == "Cargo.toml" for rel in inside):
             return None
         locks = sorted(rel for rel in inside if posixpath.basename(rel) == "Cargo.lock")
+        for rel in sorted(inside):
+            if _is_cargo_config(rel) and _replaces_crates_io(read(inside[rel])):
+                return RustSources(tuple(locks), (), vendored_by=rel)
         found: dict[str, LockedCrate] = {}
         for rel in locks:
             where = f"{sdist.name}: {rel}"
@@ -111,6 +117,21 @@ def rust_sources(sdist: Path) -> RustSources | None:
             for crate in parse_cargo_lock(text, where):
                 _add(found, crate, where)
     return RustSources(tuple(locks), tuple(found[k] for k in sorted(found)))
+
+
+def _is_cargo_config(rel: str) -> bool:
+    return rel.endswith((".cargo/config.toml", ".cargo/config"))
+
+
+def _replaces_crates_io(text: bytes) -> bool:
+    """Whether a cargo configuration points crates.io elsewhere (at vendored crates)."""
+    try:
+        config = toml.loads(text.decode("utf-8", "replace"))
+    except toml.TOMLDecodeError:
+        return False
+    source = config.get("source")
+    crates_io = source.get("crates-io") if isinstance(source, dict) else None
+    return isinstance(crates_io, dict) and "replace-with" in crates_io
 
 
 def _inside_top(name: str) -> str:
