@@ -19,6 +19,7 @@ from packaging.utils import canonicalize_name
 
 from kiln import installer, proc
 from kiln.buildenv import CANONICAL, Workspace, build_variables
+from kiln.crates.lockfile import rust_sources
 from kiln.errors import KilnError, LockError, RecipeError
 from kiln.fetch import FetchedSource, fetch_sdist, unpack_sdist
 from kiln.files import copy_atomic, sha256_bytes, write_atomic
@@ -28,6 +29,7 @@ from kiln.progress import reporter
 from kiln.recipe import Recipe
 from kiln.toolchain import hosttools
 from kiln.toolchain.interpreters import Interpreter, find_interpreter
+from kiln.toolchain.rust import find_rust
 
 LOCK_FORMAT = "kiln lock v1"
 _PIN = re.compile(
@@ -152,7 +154,11 @@ def _dynamic_requires(recipe: Recipe, source: FetchedSource, interp: Interpreter
     # The host's cmake, ninja, meson and pkg-config are hidden, so a backend that provides
     # them itself when the machine lacks them (scikit-build-core, meson-python) asks for
     # them here, and the lock pins them for every host alike.
-    ws = Workspace.create(work, CANONICAL, visible=(interp.path.parent.parent,),
+    # A Rust sdist's backend sees the Rust toolchain the build will use: maturin asks for
+    # a package that installs Rust (puccinialin) when it finds no cargo.
+    rust_bin = (find_rust().sysroot / "bin",) if rust_sources(source.path) is not None else ()
+    ws = Workspace.create(work, CANONICAL,
+                          visible=(interp.path.parent.parent, *(p.parent for p in rust_bin)),
                           hidden=hosttools.build_tools())
     log = ws.root / "lock.log"
     try:
@@ -165,7 +171,8 @@ def _dynamic_requires(recipe: Recipe, source: FetchedSource, interp: Interpreter
             python=f"{ws.inside(ws.env)}/bin/python",
             project_inside=ws.inside(project),
             sandbox=ws.sandbox,
-            env=build_variables(recipe, ws, source_date_epoch=315532800),
+            env=build_variables(recipe, ws, source_date_epoch=315532800,
+                                tool_dirs=tuple(map(str, rust_bin))),
             log=log,
             timeout=600,
             label=f"{recipe.label} (cp{interp.minor.replace('.', '')})",

@@ -188,3 +188,42 @@ def rust_demo_files(lock: str) -> dict[str, str]:
                 return _lib.kiln_where().decode()
         """,
     }
+
+
+def rust_cli_files(lock: str) -> dict[str, str]:
+    """A Python package of one Rust program (maturin's "bin" bindings: no pyo3 needed) that
+    adds its two arguments with the kiln-fixture-add crate."""
+    return {
+        "pyproject.toml": """
+            [build-system]
+            requires = ["maturin>=1,<2"]
+            build-backend = "maturin"
+
+            [project]
+            name = "kiln-rust-cli"
+            version = "1.0"
+
+            [tool.maturin]
+            bindings = "bin"
+        """,
+        "Cargo.toml": """
+            [package]
+            name = "kiln-rust-cli"
+            version = "1.0.0"
+            edition = "2021"
+
+            [[bin]]
+            name = "kiln-add"
+            path = "src/main.rs"
+
+            [dependencies]
+            kiln-fixture-add = "0.1.0"
+        """,
+        "Cargo.lock": lock,
+        "src/main.rs": """
+            fn main() {
+                let args: Vec<i64> = std::env::args().skip(1).map(|a| a.parse().unwrap()).collect();
+                println!("{}", kiln_fixture_add::add(args[0], args[1]));
+            }
+        """,
+    }

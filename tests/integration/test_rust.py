@@ -21,6 +21,7 @@ from tests.crates_support import (
     PackedCrate,
     cargo_lock,
     pack_crate,
+    rust_cli_files,
     rust_demo_files,
     serve_crates,
 )
@@ -29,12 +30,20 @@ ADD_TEST = ("python -c 'import kiln_rust_demo as d; assert d.add(40, 2) == 42; "
             "assert d.add(-5, 3) == -2'")
 
 
+# The program's wheel puts it among the venv's scripts; the test runs it there.
+CLI_TEST = ("python -c 'import os, subprocess, sysconfig; "
+            "exe = os.path.join(sysconfig.get_path(\\\"scripts\\\"), \\\"kiln-add\\\"); "
+            "out = subprocess.run([exe, \\\"40\\\", \\\"2\\\"], capture_output=True, text=True, "
+            "check=True).stdout; assert out.strip() == \\\"42\\\", out'")
+
+
 @pytest.fixture(scope="module", autouse=True)
-def _rust_and_setuptools_rust() -> None:
+def _rust_and_its_backends() -> None:
     if shutil.which("cargo") is None or shutil.which("rustc") is None:
         pytest.fail("rustc and cargo must be on PATH for the Rust tests (https://rustup.rs)")
-    if not any(TEST_WHEELS.glob("setuptools_rust-*.whl")):
-        pytest.fail(f"{TEST_WHEELS} has no setuptools-rust wheel: run `bash .ci/setup` first")
+    for wheel in ("setuptools_rust", "maturin"):
+        if not any(TEST_WHEELS.glob(f"{wheel}-*.whl")):
+            pytest.fail(f"{TEST_WHEELS} has no {wheel} wheel: run `bash .ci/setup` first")
 
 
 def _rust_recipe(tmp_path: Path, crate: PackedCrate, *, lock: str | None = None) -> Path:
@@ -91,6 +100,35 @@ def test_a_rust_package_builds_offline_from_a_local_registry(
         binary = zf.read(native)
     for host_path in (str(tmp_path), "/root/", "/kiln-rebuild"):
         assert host_path.encode() not in binary, f"{host_path} is in {native}"
+
+
+@pytest.mark.slow
+def test_a_maturin_program_builds_offline_and_a_host_build_uses_the_same_crates(
+        run_kiln: RunKiln, tmp_path: Path, add_crate: PackedCrate) -> None:
+    sdist = make_sdist(tmp_path / "sdists", "kiln-rust-cli", "1.0",
+                       rust_cli_files(cargo_lock("kiln-rust-cli", (add_crate,))))
+    recipe = tmp_path / "recipes" / "kiln-rust-cli.toml"
+    recipe.parent.mkdir(parents=True, exist_ok=True)
+    # maturin's SBOM (.dist-info/sboms) names the crate by its folder (path+file:///kiln/src/…),
+    # which kiln fixes at /kiln/src but the rebuild's build_path variation moves.
+    recipe.write_text(recipe_text(sdist, tests=(CLI_TEST,),
+                                  extra='\n[repro]\nskip-variations = ["build_path"]\n'))
+    with serve_crates((add_crate,)) as registry:
+        run_kiln("build", "--check-repro", recipe, "-o", tmp_path / "wheelhouse",
+                 env={"KILN_CRATES_URL": registry.template}, check=True)
+        run_kiln("build", "--backend", "host", recipe, "-o", tmp_path / "host",
+                 env={"KILN_CRATES_URL": registry.template}, check=True)
+    assert len(registry.requests) == 1  # the host build found the crate in the cache
+    [wheel] = (tmp_path / "wheelhouse").glob("*.whl")
+    assert wheel.name.endswith("manylinux_2_17_x86_64.whl"), wheel.name
+    record = json.loads(Path(f"{wheel}.build.json").read_text())
+    assert [c["name"] for c in record["crates"]] == ["kiln-fixture-add"]
+    assert record["hermetic"] is True and record["test"]["passed"] is True
+    assert record["repro"]["reproducible"] is True
+    [host_wheel] = (tmp_path / "host").glob("*.whl")
+    host = json.loads(Path(f"{host_wheel}.build.json").read_text())
+    assert host["crates"] == record["crates"] and host["test"]["passed"] is True
+    assert host["environment"]["CARGO_NET_OFFLINE"] == "true"
 
 
 def test_an_unreachable_registry_fails_before_the_build_naming_it_and_the_crate(
