@@ -19,7 +19,7 @@ from packaging.utils import canonicalize_name
 
 from kiln import installer, proc
 from kiln.buildenv import CANONICAL, Workspace, build_variables
-from kiln.crates.lockfile import rust_sources
+from kiln.crates.lockfile import has_rust
 from kiln.errors import KilnError, LockError, RecipeError
 from kiln.fetch import FetchedSource, fetch_sdist, unpack_sdist
 from kiln.files import copy_atomic, sha256_bytes, write_atomic
@@ -156,7 +156,7 @@ def _dynamic_requires(recipe: Recipe, source: FetchedSource, interp: Interpreter
     # them here, and the lock pins them for every host alike.
     # A Rust sdist's backend sees the Rust toolchain the build will use: maturin asks for
     # a package that installs Rust (puccinialin) when it finds no cargo.
-    rust_bin = (find_rust().sysroot / "bin",) if rust_sources(source.path) is not None else ()
+    rust_bin = (find_rust().sysroot / "bin",) if has_rust(source.path) else ()
     ws = Workspace.create(work, CANONICAL,
                           visible=(interp.path.parent.parent, *(p.parent for p in rust_bin)),
                           hidden=hosttools.build_tools())

@@ -100,6 +100,12 @@ def _locked_crate(entry: Any, metadata: dict[str, Any], where: str) -> LockedCra
     return LockedCrate(name, version, checksum, source)
 
 
+def has_rust(sdist: Path) -> bool:
+    """Whether the sdist holds a Cargo.toml (a crate that cargo builds)."""
+    with read_members(sdist) as (names, _):
+        return any(posixpath.basename(name) == "Cargo.toml" for name in names)
+
+
 def rust_sources(sdist: Path) -> RustSources | None:
     """The Rust of an sdist, read without unpacking it; None when it has no Cargo.toml."""
     with read_members(sdist, max_bytes=_MAX_LOCK_BYTES) as (names, read):
