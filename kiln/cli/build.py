@@ -11,6 +11,7 @@ from rich.text import Text
 from kiln.cli.app import app, report_error
 from kiln.cli.common import (
     CacheOption,
+    CratesUrlOption,
     FindLinksOption,
     IndexUrlOption,
     JsonOption,
@@ -232,11 +233,7 @@ def build(
     audit_branch: Annotated[str, typer.Option(
         "--audit-branch", envvar="KILN_AUDIT_BRANCH", help="The audit branch's name.")
     ] = "audit",
-    crates_url: Annotated[str | None, typer.Option(
-        "--crates-url", envvar="KILN_CRATES_URL",
-        help="Where the Rust crates of an sdist's Cargo.lock come from: a URL with {name} and "
-             "{version}, in crates.io's layout (default: the recipe's crates-url, else "
-             "https://static.crates.io/crates/{name}/{name}-{version}.crate).")] = None,
+    crates_url: CratesUrlOption = None,
 ) -> None:
     """Build, repair and test wheels from recipes; put them in the wheelhouse with their records."""
     from kiln.pipeline import AfterBuild, build_recipes
@@ -335,6 +332,7 @@ def repro(
     index_url: IndexUrlOption = PYPI_SIMPLE,
     find_links: FindLinksOption = None,
     no_index: NoIndexOption = False,
+    crates_url: CratesUrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Rebuild a wheel someone else built, and say whether ours is bit-for-bit the same."""
@@ -345,7 +343,8 @@ def repro(
     options = build_options(output=output.absolute(), cache=cache_dir(cache), backend=backend,
                             index=index_options(index_url, find_links, no_index),
                             use_cache=not no_cache, run_tests=False,
-                            python_paths=_python_paths(python_path), diffoscope=diffoscope)
+                            python_paths=_python_paths(python_path), diffoscope=diffoscope,
+                            crates_url=crates_url)
     reporter = terminal()
     try:
         with reporting(reporter):
@@ -389,6 +388,7 @@ def rebuild(
     audit_branch: Annotated[str, typer.Option(
         "--audit-branch", envvar="KILN_AUDIT_BRANCH", help="The audit branch's name.")
     ] = "audit",
+    crates_url: CratesUrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Rebuild a wheel from its own build record or provenance, with no recipe file, and say
@@ -401,7 +401,8 @@ def rebuild(
     options = build_options(output=output.absolute(), cache=cache_dir(cache), backend=backend,
                             index=index_options(index_url, find_links, no_index),
                             use_cache=use_cache, run_tests=False,
-                            python_paths=_python_paths(python_path), diffoscope=diffoscope)
+                            python_paths=_python_paths(python_path), diffoscope=diffoscope,
+                            crates_url=crates_url)
     after: list[AfterBuild] = []
     if sign_key is not None:
         from kiln.signing.wheels import key_signing_step
