@@ -33,6 +33,11 @@ ADD_CRATE = {
         pub fn add(a: i64, b: i64) -> i64 {
             a.wrapping_add(b)
         }
+
+        /// This file's name as the binary holds it (where cargo compiled it from, remapped).
+        pub fn source_file() -> &'static str {
+            file!()
+        }
     """,
 }
 
@@ -162,8 +167,9 @@ def rust_demo_files(lock: str) -> dict[str, str]:
             }
 
             #[no_mangle]
-            pub extern "C" fn kiln_where() -> *const u8 {
-                concat!(file!(), "\\0").as_ptr()
+            pub extern "C" fn kiln_where() -> *const std::os::raw::c_char {
+                let name = std::ffi::CString::new(kiln_fixture_add::source_file()).unwrap();
+                name.into_raw()
             }
         """,
         "kiln_rust_demo/__init__.py": """
