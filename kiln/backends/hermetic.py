@@ -23,6 +23,7 @@ from kiln.pep517 import BuildSystem
 from kiln.toolchain import cpython, hosttools
 from kiln.toolchain.rust import (
     RUST_INSIDE,
+    check_own_folder,
     check_target,
     find_rust,
     linker_variables,
@@ -82,6 +83,7 @@ def rust_parts(job: BuildJob, isolated: bool, seen_bin: str, canonical_bin: str)
         return RustParts()
     rust = find_rust()
     triple = rust_triple(job.target)
+    check_own_folder(rust)
     check_target(rust, triple)
     seen = RUST_INSIDE if isolated else str(rust.sysroot)
     env = (("RUSTC", f"{seen}/bin/rustc"), ("CARGO", f"{seen}/bin/cargo"),

@@ -89,7 +89,9 @@ def find_rust() -> RustToolchain:
     sysroot = Path(out.stdout.decode().strip()).resolve()
     binaries = {name: sysroot / "bin" / name for name in ("rustc", "cargo")}
     missing = [str(p) for p in binaries.values() if not p.is_file()]
-    drivers = sorted((sysroot / "lib").glob("librustc_driver-*.so"))
+    # rustup's toolchains keep the driver in lib/, Debian's in lib/<multiarch>/.
+    drivers = sorted((sysroot / "lib").glob("librustc_driver-*.so")) or sorted(
+        (sysroot / "lib").glob("*/librustc_driver-*.so"))
     if missing or not drivers:
         raise UnsupportedError(f"the Rust toolchain at {sysroot} has no "
                                f"{', '.join(missing) or 'lib/librustc_driver-*.so'}",
@@ -118,6 +120,17 @@ def _describe(sysroot: Path, rustc: Path, cargo: Path, driver: Path) -> RustTool
 def _ask(argv: list[Path | str], what: str) -> str:
     out = proc.capture(argv, what=what, error=UnsupportedError, quiet=True)
     return out.stdout.decode(errors="replace").strip()
+
+
+def check_own_folder(rust: RustToolchain) -> None:
+    """Refuse a toolchain installed among the host's other programs (Debian's rustc, whose
+    sysroot is /usr): showing its folder to a hermetic build would show the host's compilers."""
+    if rust.sysroot in (Path("/usr"), Path("/usr/local"), Path("/")):
+        raise UnsupportedError(
+            f"the Rust toolchain's folder is {rust.sysroot}, which holds the host's other "
+            "compilers and tools too; a hermetic build sees only a folder of its own",
+            hint="install Rust with rustup (https://rustup.rs), whose toolchain folder holds "
+                 "Rust alone, or build with --backend host")
 
 
 def check_target(rust: RustToolchain, triple: str) -> None:

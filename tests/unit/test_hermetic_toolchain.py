@@ -253,3 +253,15 @@ def test_a_job_without_rust_adds_nothing():
         crates = None
 
     assert hermetic.rust_parts(_Plain(), True, "/b", "/b") == hermetic.RustParts()  # type: ignore[arg-type]
+
+
+def test_a_rust_toolchain_in_usr_is_refused_rather_than_showing_the_hosts_compilers(
+        tmp_path, monkeypatch):
+    import dataclasses
+
+    rust = _fake_rust(tmp_path, monkeypatch)
+    in_usr = dataclasses.replace(rust, sysroot=Path("/usr"))
+    monkeypatch.setattr(hermetic, "find_rust", lambda: in_usr)
+    with pytest.raises(UnsupportedError, match="holds the host's other compilers") as caught:
+        hermetic.rust_parts(_RustJob(), True, "/b", "/b")  # type: ignore[arg-type]
+    assert "rustup" in (caught.value.hint or "")
