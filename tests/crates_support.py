@@ -124,9 +124,35 @@ def serve_crates(crates: tuple[PackedCrate, ...]) -> Iterator[Registry]:
         server.server_close()
 
 
+# A build script that compiles C the way the cc crate does, with the compiler cargo names
+# for the target (CC_<triple>): in a hermetic build, zig's cc.
+BUILD_RS = """
+    use std::{env, path::PathBuf, process::Command};
+
+    fn run(command: &mut Command) {
+        let status = command.status().expect("the C compiler runs");
+        assert!(status.success(), "{:?} failed", command);
+    }
+
+    fn main() {
+        let target = env::var("TARGET").unwrap().replace('-', "_");
+        let cc = env::var(format!("CC_{}", target)).unwrap_or_else(|_| "cc".into());
+        let ar = env::var(format!("AR_{}", target)).unwrap_or_else(|_| "ar".into());
+        let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+        run(Command::new(&cc).args(["-c", "-fPIC", "-O2", "csrc/mul.c", "-o"])
+            .arg(out.join("mul.o")));
+        run(Command::new(&ar).arg("crs").arg(out.join("libmul.a")).arg(out.join("mul.o")));
+        println!("cargo:rustc-link-search=native={}", out.display());
+        println!("cargo:rustc-link-lib=static=mul");
+        println!("cargo:rerun-if-changed=csrc/mul.c");
+    }
+"""
+
+
 def rust_demo_files(lock: str) -> dict[str, str]:
     """A Python package whose Rust extension (a cdylib, loaded through ctypes) calls the
-    kiln-fixture-add crate; built by setuptools-rust."""
+    kiln-fixture-add crate and a C function its build script compiles; built by
+    setuptools-rust."""
     return {
         "pyproject.toml": """
             [build-system]
@@ -145,12 +171,16 @@ def rust_demo_files(lock: str) -> dict[str, str]:
                                                binding=Binding.NoBinding)],
             )
         """,
-        "MANIFEST.in": "include Cargo.toml Cargo.lock\nrecursive-include src *.rs\n",
+        "MANIFEST.in": "include Cargo.toml Cargo.lock build.rs csrc/mul.c\n"
+                       "recursive-include src *.rs\n",
+        "build.rs": BUILD_RS,
+        "csrc/mul.c": "long kiln_c_mul(long a, long b) { return a * b; }\n",
         "Cargo.toml": """
             [package]
             name = "kiln-rust-demo"
             version = "1.0.0"
             edition = "2021"
+            build = "build.rs"
 
             [lib]
             crate-type = ["cdylib"]
@@ -161,9 +191,19 @@ def rust_demo_files(lock: str) -> dict[str, str]:
         """,
         "Cargo.lock": lock,
         "src/lib.rs": """
+            extern "C" {
+                fn kiln_c_mul(a: std::os::raw::c_long, b: std::os::raw::c_long)
+                    -> std::os::raw::c_long;
+            }
+
             #[no_mangle]
             pub extern "C" fn kiln_add(a: i64, b: i64) -> i64 {
                 kiln_fixture_add::add(a, b)
+            }
+
+            #[no_mangle]
+            pub extern "C" fn kiln_mul(a: i64, b: i64) -> i64 {
+                unsafe { kiln_c_mul(a, b) }
             }
 
             #[no_mangle]
@@ -184,10 +224,16 @@ def rust_demo_files(lock: str) -> dict[str, str]:
             _lib.kiln_add.argtypes = (ctypes.c_int64, ctypes.c_int64)
             _lib.kiln_add.restype = ctypes.c_int64
             _lib.kiln_where.restype = ctypes.c_char_p
+            _lib.kiln_mul.argtypes = (ctypes.c_int64, ctypes.c_int64)
+            _lib.kiln_mul.restype = ctypes.c_int64
 
 
             def add(a, b):
                 return _lib.kiln_add(a, b)
+
+
+            def mul(a, b):
+                return _lib.kiln_mul(a, b)
 
 
             def where():

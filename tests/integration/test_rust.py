@@ -29,7 +29,8 @@ from tests.crates_support import (
 # The crate's own source file, as the wheel's binary names it: the vendor folder's fixed name.
 VENDORED_LIB_RS = "/kiln/cargo/vendor/kiln-fixture-add-0.1.0/src/lib.rs"
 ADD_TEST = ("python -c 'import kiln_rust_demo as d; assert d.add(40, 2) == 42; "
-            f"assert d.add(-5, 3) == -2; assert d.where() == \\\"{VENDORED_LIB_RS}\\\", d.where()'")
+            "assert d.add(-5, 3) == -2; assert d.mul(6, 7) == 42; "
+            f"assert d.where() == \\\"{VENDORED_LIB_RS}\\\", d.where()'")
 
 
 # The program's wheel puts it among the venv's scripts; the test runs it there.
