@@ -155,7 +155,8 @@ def _extract_members(archive: Path, root: Path, limits: Limits, links: list[Path
                 count = _count(archive, count, limits)
                 _place(archive, root, member, lambda i=info: zf.open(i), budget, limits, links)
         return
-    if not name.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar")):
+    # A Rust crate (.crate) is a gzipped tar.
+    if not name.endswith((".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar", ".crate")):
         raise UnsafeArchiveError(f"{archive.name}: not an sdist archive kiln knows "
                                  "(.tar.gz, .tar.bz2, .tar.xz, .zip)")
     try:

@@ -20,6 +20,7 @@ from kiln.progress import reporter
 from kiln.record import (
     BuildRecord,
     CPythonRef,
+    CrateRef,
     FileRef,
     InterpreterRef,
     LibraryRef,
@@ -126,7 +127,8 @@ def run_build(
     stages: dict[str, float] = {}
     visible = (job.interpreter.path.parent.parent, *toolchain.visible)
     ws = Workspace.create(work, job.surroundings, visible=visible, writable=toolchain.writable,
-                          fixed=toolchain.binds, hidden=toolchain.hidden)
+                          fixed=toolchain.binds, hidden=toolchain.hidden,
+                          rust=job.crates is not None)
     try:
         reporter().stage("build", job.label)
         t = time.monotonic()
@@ -206,6 +208,7 @@ def run_build(
         ],
         system_packages=[ToolRef(name=p.name, version=p.version) for p in job.system_packages],
         libraries=[_library_ref(lib) for lib in toolchain.libraries],
+        crates=_crate_refs(job),
         environment=environment,
         config_settings=dict(raw_build.config_settings if raw_build.config_settings is not None
                              else job.recipe.config_settings),
@@ -252,6 +255,11 @@ def _library_ref(lib: BuiltLibrary) -> LibraryRef:
                       debian=lib.source.debian, build=spec.build, options=list(spec.options),
                       link=spec.link, requires=list(spec.requires), key=lib.key,
                       tree_sha256=lib.digest, cached=lib.cached)
+def _crate_refs(job: BuildJob) -> list[CrateRef]:
+    if job.crates is None:
+        return []
+    return [CrateRef(name=f.crate.name, version=f.crate.version, checksum=f.crate.checksum,
+                     source=f.crate.source, url=f.url) for f in job.crates.crates]
 
 
 def _cpython_ref(toolchain: Toolchain) -> CPythonRef | None:

@@ -110,17 +110,19 @@ class Workspace:
     writable: tuple[Path, ...] = ()  # host paths the build may write where they are
     fixed: tuple[Bind, ...] = ()  # host folders shown at fixed paths (the toolchain's)
     hidden: tuple[Path, ...] = ()  # host paths the build must not see
+    rust: bool = False  # a ``cargo`` folder for the vendored crates and CARGO_HOME
 
     @classmethod
     def create(cls, base: Path, surroundings: Surroundings = CANONICAL,
                visible: tuple[Path, ...] = (), writable: tuple[Path, ...] = (),
-               fixed: tuple[Bind, ...] = (), hidden: tuple[Path, ...] = ()) -> Workspace:
+               fixed: tuple[Bind, ...] = (), hidden: tuple[Path, ...] = (),
+               rust: bool = False) -> Workspace:
         base.mkdir(parents=True, exist_ok=True)
         root = Path(tempfile.mkdtemp(prefix="build-", dir=base))
-        for sub in ("src", "out", "tmp", surroundings.home):
+        for sub in ("src", "out", "tmp", surroundings.home, *(("cargo",) if rust else ())):
             (root / sub).mkdir()
         ws = cls(root=root, surroundings=surroundings, visible=visible, writable=writable,
-                 fixed=fixed, hidden=hidden)
+                 fixed=fixed, hidden=hidden, rust=rust)
         ws.stub.write_text(HIDDEN_TOOL)
         ws.stub.chmod(0o755)
         if surroundings.decoy_tools:
@@ -152,6 +154,11 @@ class Workspace:
         return self.root / self.surroundings.home
 
     @property
+    def cargo(self) -> Path:
+        """The vendored crates and the build's CARGO_HOME (kiln.crates.vendor)."""
+        return self.root / "cargo"
+
+    @property
     def sandbox(self) -> Sandbox:
         inside = self.surroundings.root_inside
         binds = (
@@ -159,6 +166,7 @@ class Workspace:
             Bind(self.env, f"{inside}/env", writable=True),
             Bind(self.out, f"{inside}/out"),
             Bind(self.home, f"{inside}/{self.surroundings.home}"),
+            *((Bind(self.cargo, f"{inside}/cargo"),) if self.rust else ()),
             *((Bind(self.decoys, f"{inside}/decoys", writable=False),)
               if self.surroundings.decoy_tools else ()),
             *self.fixed,
@@ -179,6 +187,8 @@ def prefix_maps(ws: Workspace) -> list[tuple[str, str]]:
     return [
         (ws.inside(ws.src), f"{CANONICAL_ROOT}/src"),
         (ws.inside(ws.env), f"{CANONICAL_ROOT}/env"),
+        # The vendored crates' sources, named in a Rust binary's panic messages and debug info.
+        *(((ws.inside(ws.cargo), f"{CANONICAL_ROOT}/cargo"),) if ws.rust else ()),
     ]
 
 

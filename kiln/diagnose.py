@@ -93,14 +93,15 @@ def explain(log: Path, *, hermetic: bool = False) -> Cause | None:
                      + _HOST_BACKEND)
     if m := _CRATES.search(text):
         return Cause(line or m.group(0),
-                     "the sdist does not carry its Rust crates and builds have no network; "
-                     "kiln cannot fetch crates yet: build from an sdist with vendored crates "
-                     "(`cargo vendor`)")
+                     "cargo looked for a Rust crate that no Cargo.lock in the sdist pins, and "
+                     "builds have no network: kiln fetches (before the build) only the crates "
+                     "a Cargo.lock pins by checksum; an sdist without one needs its crates "
+                     "vendored (`cargo vendor`)")
     if m := _RUST_MISSING.search(text):
         if hermetic:
-            return Cause(line or m.group(0), "this package needs Rust, and kiln's hermetic "
-                         "toolchain pins only C and C++ so far: set [build] backend = \"host\" "
-                         "with Rust installed on the build machine")
+            return Cause(line or m.group(0), "this package needs Rust: install it (rustup) so "
+                         "rustc and cargo are on kiln's PATH; a hermetic build sees that "
+                         "toolchain at /kiln/rust and records it by digest")
         return Cause(line or m.group(0), "this package needs Rust: install it on the build "
                      "machine (rustup, or Debian's rustc and cargo) so cargo is on PATH")
     if m := _HEADER.search(text):

@@ -60,6 +60,8 @@ def inputs_from_record(record: BuildRecord) -> dict[str, str]:
             f" ({_short(tool.sha256)})" if tool.sha256 else "")
     for package in record.system_packages:
         found[f"system package: {package.name}"] = package.version
+    for crate in record.crates:
+        found[f"crate: {crate.name} {crate.version}"] = _short(crate.checksum)
     described = record.cpython
     if described is not None:
         found["cpython headers"] = f"{described.source} ({_short(described.headers_sha256)})"
@@ -100,6 +102,8 @@ def inputs_from_statement(statement: dict[str, Any]) -> dict[str, str]:
                 f" ({_short(digest)})" if digest else "")
         elif kind == "system-package":
             found[f"system package: {dep.get('name')}"] = str(annotations.get("version", ""))
+        elif kind == "crate":
+            found[f"crate: {dep.get('name')}"] = _short(digest)
         elif kind == "cpython-headers":
             found["cpython headers"] = (f"{annotations.get('source')} "
                                         f"({_short(str(annotations.get('headersSha256', '')))})")

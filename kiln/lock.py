@@ -17,6 +17,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 
 from kiln import installer, proc
 from kiln.buildenv import CANONICAL, Workspace, build_variables
+from kiln.crates.lockfile import has_rust
 from kiln.errors import KilnError, LockError
 from kiln.fetch import FetchedSource, fetch_sdist, unpack_sdist
 from kiln.files import copy_atomic, write_atomic
@@ -27,6 +28,7 @@ from kiln.progress import reporter
 from kiln.recipe import Recipe
 from kiln.toolchain import hosttools
 from kiln.toolchain.interpreters import Interpreter, find_interpreter
+from kiln.toolchain.rust import find_rust
 
 
 def _dynamic_requires(recipe: Recipe, source: FetchedSource, interp: Interpreter,
@@ -35,7 +37,11 @@ def _dynamic_requires(recipe: Recipe, source: FetchedSource, interp: Interpreter
     # The host's cmake, ninja, meson and pkg-config are hidden, so a backend that provides
     # them itself when the machine lacks them (scikit-build-core, meson-python) asks for
     # them here, and the lock pins them for every host alike.
-    ws = Workspace.create(work, CANONICAL, visible=(interp.path.parent.parent,),
+    # A Rust sdist's backend sees the Rust toolchain the build will use: maturin asks for
+    # a package that installs Rust (puccinialin) when it finds no cargo.
+    rust_bin = (find_rust().sysroot / "bin",) if has_rust(source.path) else ()
+    ws = Workspace.create(work, CANONICAL,
+                          visible=(interp.path.parent.parent, *(p.parent for p in rust_bin)),
                           hidden=hosttools.build_tools())
     log = ws.root / "lock.log"
     try:
@@ -48,7 +54,8 @@ def _dynamic_requires(recipe: Recipe, source: FetchedSource, interp: Interpreter
             python=f"{ws.inside(ws.env)}/bin/python",
             project_inside=ws.inside(project),
             sandbox=ws.sandbox,
-            env=build_variables(recipe, ws, source_date_epoch=315532800),
+            env=build_variables(recipe, ws, source_date_epoch=315532800,
+                                tool_dirs=tuple(map(str, rust_bin))),
             log=log,
             timeout=600,
             label=f"{recipe.label} (cp{interp.minor.replace('.', '')})",

@@ -103,9 +103,11 @@ def observe(run: HookRun) -> dict[str, str]:
                 str(port), repr(time.time())]
         wrapped = run.sandbox.wrap(argv, cwd=run.project_inside, network=False,
                                    extra_binds=[Bind(control, str(control), writable=True)])
+        # bubblewrap changes to the project itself (--chdir); without it the probe runs there.
+        here = None if run.sandbox.isolated else Path(run.project_inside)
         proc.run([*run.prefix, *wrapped], what=f"{run.label}: observing the build's "
                  "surroundings", error=BuildError, env=dict(run.env), log=run.log,
-                 timeout=120, umask=run.umask)
+                 timeout=120, umask=run.umask, cwd=here)
         try:
             seen: dict[str, str] = json.loads(out.read_text())
         except (OSError, ValueError) as exc:

@@ -137,9 +137,11 @@ class _Runner:
             argv, cwd=cwd, network=False,
             extra_binds=[Bind(Path(control_dir), control_dir, writable=True)],
         )
+        # bubblewrap changes to ``cwd`` itself (--chdir); without it the hook runs there.
+        here = Path(cwd) if cwd and not self.run.sandbox.isolated else None
         proc.run([*self.run.prefix, *wrapped], what=f"{self.run.label}: backend hook {hook}",
                  error=BuildError, env=env, log=self.run.log, timeout=self.run.timeout,
-                 umask=self.run.umask)
+                 umask=self.run.umask, cwd=here)
 
 
 def _caller(build_system: BuildSystem, run: HookRun) -> pyproject_hooks.BuildBackendHookCaller:

@@ -22,6 +22,8 @@ from kiln.backends import Backend, BuildJob, Toolchain, get_backend
 from kiln.build import BuildOutcome, build_id, run_build, test_wheel
 from kiln.buildenv import CANONICAL, cpu_count, varied
 from kiln.cache import BuildCache
+from kiln.crates.fetch import DEFAULT_CRATES_URL, VendoredCrates, check_crates_url, fetch_crates
+from kiln.crates.lockfile import rust_sources
 from kiln.errors import KilnError, NothingToDoError, NotReproducibleError
 from kiln.fetch import FetchedSource, fetch_sdist, source_date_epoch
 from kiln.files import Artifact, copy_atomic, sha256_file
@@ -41,6 +43,7 @@ from kiln.progress import PrefixedReporter, reporter, reporting
 from kiln.recipe import Recipe, canonical_backend, default_backend, load_recipe
 from kiln.record import BuildRecord, FileRef, ReproRef, record_path, write_record
 from kiln.toolchain.interpreters import find_interpreter, other_interpreter
+from kiln.toolchain.rust import RUST_TIME_VARIATION
 from kiln.toolchain.sysdeps import ensure_system_packages
 from kiln.toolchain.targets import TARGETS, Target, host_target
 from kiln.toolchain.zig import cache_entries
@@ -66,6 +69,7 @@ class BuildOptions:
     extra_env: tuple[tuple[str, str], ...] = ()
     install_system_deps: bool = False  # apt-get/brew install a recipe's missing system-requires
     jobs: int | None = None  # compiles at once, the build and its twin together; None: the CPUs
+    crates_url: str | None = None  # --crates-url, KILN_CRATES_URL; None: the recipe's, or crates.io
 
 
 @dataclass
@@ -192,6 +196,7 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
             system = (ensure_system_packages(recipe, install=options.install_system_deps)
                       if backend_name != "cibuildwheel" else ())
             source = fetch_sdist(recipe, options.cache)
+            crates = fetch_rust_crates(recipe, source, options, backend_name)
             lock = ensure_lock(recipe, options, pythons, source)
             test_lock = ensure_test_lock(recipe, options, pythons, source)
             epoch = source_date_epoch(source, recipe)
@@ -216,7 +221,8 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
                                index=options.index,
                                surroundings=CANONICAL, cache=options.cache,
                                extra_env=options.extra_env, system_packages=system,
-                               jobs=options.jobs or cpu_count())
+                               jobs=options.jobs or cpu_count(),
+                               crates=crates)
                 covering = _covering(out, python, target)
                 if covering is not None:
                     _test_covered(job, covering, options, result)
@@ -233,6 +239,24 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
             if options.fail_fast and not result.ok:
                 return out
     return out
+
+
+def fetch_rust_crates(recipe: Recipe, source: FetchedSource, options: BuildOptions,
+                      backend_name: str) -> VendoredCrates | None:
+    """The crates the sdist's Cargo.lock files pin, fetched now: the build has no network.
+
+    None when the sdist has no Rust, or for cibuildwheel, whose containers run cargo alone.
+    """
+    if backend_name == "cibuildwheel":
+        return None
+    rust = rust_sources(source.path)
+    if rust is None:
+        return None
+    if options.crates_url:
+        template = check_crates_url(options.crates_url, "--crates-url (KILN_CRATES_URL)")
+    else:
+        template = recipe.crates_url or DEFAULT_CRATES_URL
+    return fetch_crates(rust, template, options.cache)
 
 
 def _noted(skipped: list[JobResult]) -> list[JobResult]:
@@ -377,8 +401,10 @@ def _mkdir(path: Path) -> Path:
 def rebuild_job(job: BuildJob, backend: Backend, options: BuildOptions) -> BuildJob:
     """The reproducibility twin of ``job``: the same inputs, other surroundings, another
     CPython build of the same X.Y when the machine has one (the interpreter variation)."""
-    surroundings = varied(job.recipe.repro.skip_variations,
-                          unsupported=backend.unsupported_variations)
+    unsupported = backend.unsupported_variations
+    if job.crates is not None:
+        unsupported = (*unsupported, RUST_TIME_VARIATION)
+    surroundings = varied(job.recipe.repro.skip_variations, unsupported=unsupported)
     if "interpreter" not in surroundings.applied:
         return replace(job, surroundings=surroundings)
     other = other_interpreter(job.interpreter, explicit=tuple(

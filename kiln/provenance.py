@@ -303,6 +303,11 @@ def _resolved_dependencies(record: BuildRecord) -> list[ResourceDescriptor]:
             digest=DigestSet({"sha256": hashes[0]}) if len(hashes) == 1 else None,
             annotations=annotations,
         ))
+    deps.extend(ResourceDescriptor(
+        name=f"{crate.name} {crate.version}", uri=f"pkg:cargo/{crate.name}@{crate.version}",
+        digest=DigestSet({"sha256": crate.checksum}),
+        annotations={"kind": "crate", "source": crate.source, "url": crate.url},
+    ) for crate in record.crates)
     py = record.python
     deps.append(ResourceDescriptor(
         name=f"cpython-{py.version}",

@@ -69,6 +69,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "source-date-epoch": (int, False),
         "timeout": (int, False),
         "requires": (list, False),
+        "crates-url": (str, False),
     },
     "test": {"requires": (list, False), "commands": (list, False), "files": (list, False),
              "smoke": (bool, False)},
@@ -155,6 +156,9 @@ class Recipe:
     source_date_epoch: int | None
     timeout: int
     build_requires: tuple[str, ...] = ()  # more build requirements than the sdist declares
+    # Where the crates of the sdist's Cargo.lock come from: a URL template in crates.io's
+    # layout ({name}, {version}); None: KILN_CRATES_URL, else crates.io.
+    crates_url: str | None = None
     test: TestSpec = field(default_factory=TestSpec)
     repro: ReproSpec = field(default_factory=ReproSpec)
     libraries: tuple[LibrarySpec, ...] = ()  # in build order: each after what it requires
@@ -353,6 +357,9 @@ def parse_recipe(text: str, path: Path) -> Recipe:
             raise check.fail(f"[build] requires[{i}]", f"'{requirement}' is not a requirement: "
                              f"{exc}", hint='write it as PyPI would take it: "cmake>=3.20"') \
                 from exc
+    crates_url = build.get("crates-url")
+    if crates_url is not None:
+        _check_crates_url(check, crates_url)
     timeout = build.get("timeout", 3600)
     if timeout <= 0:
         raise check.fail("[build] timeout", "must be a positive number of seconds")
@@ -410,6 +417,7 @@ def parse_recipe(text: str, path: Path) -> Recipe:
         source_date_epoch=sde,
         timeout=timeout,
         build_requires=build_requires,
+        crates_url=crates_url,
         test=test_spec,
         repro=repro_spec,
         libraries=libraries,
@@ -520,6 +528,14 @@ def _library(check: _Checker, name: str, where: str, table: dict[str, Any]) -> L
     return LibrarySpec(name=name, version=table["version"], sha256=digest, build=build,
                        url=url, debian=package, suite=suite, options=options, link=link,
                        requires=requires, environment=environment, subdir=subdir)
+def _check_crates_url(check: _Checker, url: str) -> None:
+    example = "https://static.crates.io/crates/{name}/{name}-{version}.crate"
+    if not url.startswith(("https://", "file://")):
+        raise check.fail("[build] crates-url", f"'{url}' must start with https:// or file://",
+                         hint=f"crates.io's layout: {example}")
+    if "{name}" not in url or "{version}" not in url:
+        raise check.fail("[build] crates-url", f"'{url}' must name {{name}} and {{version}}",
+                         hint=f"crates.io's layout: {example}")
 
 
 def _string_table(check: _Checker, where: str,

@@ -60,6 +60,16 @@ class LockedRequirement(Model):
     marker: str = ""
 
 
+class CrateRef(Model):
+    """A Rust crate a Cargo.lock in the sdist pins, fetched by its checksum before the build."""
+
+    name: str
+    version: str
+    checksum: str  # sha256 of the .crate file, as Cargo.lock gives it (and kiln checked)
+    source: str  # Cargo.lock's source ("registry+https://github.com/rust-lang/crates.io-index")
+    url: str  # where kiln fetched it from
+
+
 class InterpreterRef(Model):
     version: str
     path: str
@@ -210,6 +220,8 @@ class BuildRecord(Model):
     build_requirements: list[LockedRequirement]
     system_packages: list[ToolRef] = Field(default_factory=list)
     libraries: list[LibraryRef] = Field(default_factory=list)
+    # The Rust crates vendored for cargo (every registry crate of the sdist's Cargo.lock files).
+    crates: list[CrateRef] = Field(default_factory=list)
     environment: dict[str, str]
     config_settings: dict[str, str] = Field(default_factory=dict)
     normalisation: Normalisation

@@ -62,23 +62,27 @@ def build_notes(archive: Path) -> tuple[str, ...]:
     """What a maintainer should know before building this sdist with kiln, from its files.
 
     Two things fail or surprise on packages kiln has never seen: Rust crates that the sdist
-    does not carry (builds have no network), and meson-python's generated files that
-    record the build's own paths.
+    does not carry (kiln fetches what Cargo.lock pins; builds have no network), and
+    meson-python's generated files that record the build's own paths.
     """
     try:
         with read_members(archive) as (names, read):
             backend = backend_of(sdist_pyproject(names, read))
             rust = backend == "maturin" or any(n.endswith("/Cargo.toml") for n in names)
+            locked = any(n.endswith("/Cargo.lock") for n in names)
             vendored = any("/vendor/" in n and n.endswith("/Cargo.toml") for n in names) or any(
                 n.endswith(".cargo/config.toml") and b"vendored-sources" in read(n)
                 for n in names)
     except (OSError, tarfile.TarError, zipfile.BadZipFile, KeyError):
         return ()
     notes = []
-    if rust and not vendored:
-        notes.append("Rust: the sdist does not vendor its crates, and kiln's builds have no "
-                     "network, so cargo will not find them; an sdist with vendored crates "
-                     "(`cargo vendor`) builds")
+    if rust and not vendored and not locked:
+        notes.append("Rust: the sdist has neither vendored crates nor a Cargo.lock, so kiln "
+                     "cannot fetch its crates by checksum, and builds have no network")
+    elif rust and not vendored:
+        notes.append("Rust: the sdist does not vendor its crates; kiln fetches the ones its "
+                     "Cargo.lock pins, by checksum, before the build (from crates.io, or "
+                     "[build] crates-url / KILN_CRATES_URL); crates from git are refused")
     if backend == "mesonpy":
         notes.append("meson-python: kiln builds in build/ (config setting build-dir); if "
                      "--check-repro finds the build's paths in a generated file "

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kiln.buildenv import Surroundings, Workspace
+from kiln.crates.fetch import VendoredCrates
 from kiln.errors import UsageError
 from kiln.fetch import FetchedSource
 from kiln.installer import IndexOptions
@@ -56,6 +57,8 @@ class Toolchain:
     libraries: tuple[BuiltLibrary, ...] = ()  # the recipe's [library] tables, built
     # Objects in ``compile_cache`` before the libraries were compiled into it (None: unknown).
     cache_entries_before: int | None = None
+    # (seen, canonical) toolchain folders rustc must name canonically (--remap-path-prefix).
+    rust_maps: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class BuildJob:
     # How many compiles the build may run at once (kiln build -j): not an input, the same
     # wheel comes out for any count, so it is not in the build id.
     jobs: int = 1
+    # The crates the sdist's Cargo.lock files pin, fetched and checked; None: no Rust in it.
+    crates: VendoredCrates | None = None
 
     @property
     def label(self) -> str:

@@ -21,6 +21,14 @@ from kiln.buildenv import Workspace
 from kiln.errors import BuildError, UnsupportedError
 from kiln.pep517 import BuildSystem
 from kiln.toolchain import cpython, hosttools, libraries
+from kiln.toolchain.rust import (
+    RUST_INSIDE,
+    check_own_folder,
+    check_target,
+    find_rust,
+    linker_variables,
+    rust_triple,
+)
 from kiln.toolchain.sandbox import Bind, bwrap_path
 from kiln.toolchain.targets import host_target
 from kiln.toolchain.tool import Tool
@@ -41,11 +49,11 @@ from kiln.toolchain.zig import (
 _CROSS_REFUSED = {
     "mesonpy": "meson-python configures its compilers from the machine it runs on, and kiln "
                "does not yet write it a cross file",
-    "maturin": "maturin compiles Rust, and kiln's hermetic toolchain pins only C and C++",
+    "maturin": "maturin compiles Rust, and kiln builds Rust only for the machine it runs on",
 }
 _CROSS_REFUSED_REQUIRES = {
-    "setuptools-rust": "setuptools-rust compiles Rust, and kiln's hermetic toolchain pins only "
-                       "C and C++",
+    "setuptools-rust": "setuptools-rust compiles Rust, and kiln builds Rust only for the machine "
+                       "it runs on",
 }
 # What a build's log says when it tried to run a program compiled for the target.
 _RAN_TARGET_BINARY = re.compile(
@@ -54,6 +62,45 @@ _RAN_TARGET_BINARY = re.compile(
 NO_BWRAP = ("bubblewrap cannot make namespaces on this host, so the host's compilers, tools and "
             "headers stayed visible to the build (its binaries use only the pinned toolchain's, "
             "by the same paths)")
+
+
+@dataclass(frozen=True)
+class RustParts:
+    """What the Rust toolchain adds to a hermetic toolchain (an sdist with a Cargo.toml)."""
+
+    tools: tuple[Tool, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    identity: tuple[tuple[str, str], ...] = ()
+    tool_dirs: tuple[str, ...] = ()
+    visible: tuple[Path, ...] = ()
+    binds: tuple[Bind, ...] = ()
+    maps: tuple[tuple[str, str], ...] = ()  # (seen, canonical) for rustc's remaps
+    note: str = ""
+
+
+def rust_parts(job: BuildJob, isolated: bool, seen_bin: str, canonical_bin: str) -> RustParts:
+    """rustc and cargo at /kiln/rust (or where they are, remapped there), linking with zig."""
+    if job.crates is None:
+        return RustParts()
+    rust = find_rust()
+    triple = rust_triple(job.target)
+    check_own_folder(rust)
+    check_target(rust, triple)
+    seen = RUST_INSIDE if isolated else str(rust.sysroot)
+    env = (("RUSTC", f"{seen}/bin/rustc"), ("CARGO", f"{seen}/bin/cargo"),
+           *linker_variables(triple, f"{seen_bin}/cc", f"{seen_bin}/c++", f"{seen_bin}/ar"))
+    canonical = tuple((name, value.replace(seen, RUST_INSIDE).replace(seen_bin, canonical_bin))
+                      for name, value in env)
+    return RustParts(
+        tools=rust.tools(triple),
+        env=env,
+        identity=(*rust.identity(triple), *canonical),
+        tool_dirs=(f"{seen}/bin",),
+        visible=() if isolated else (rust.sysroot,),
+        binds=(Bind(rust.sysroot, RUST_INSIDE, writable=False),) if isolated else (),
+        maps=((seen, RUST_INSIDE),),
+        note=f"{rust.rustc_version} for {triple}, linking with zig's cc",
+    )
 
 
 class HermeticBackend:
@@ -109,6 +156,7 @@ class HermeticBackend:
         libs = _libraries(job, triple, isolated, zig_binds, layout.bin, hidden)
         env += libs.env
         canonical_bin = ZigLayout.fixed().bin
+        rust = rust_parts(job, isolated, seen_bin, canonical_bin)
         identity = (
             ("zig", pin_digest(zig_pin())),
             ("target", triple),
@@ -116,6 +164,7 @@ class HermeticBackend:
             ("cpython", description.digest),
             *((name, value.replace(seen_bin, canonical_bin)) for name, value in env),
             *((f"library {lib.spec.name}", lib.key) for lib in libs.built),
+            *rust.identity,
         )
         glibc = job.recipe.glibc
         pin = description.pin
@@ -130,19 +179,20 @@ class HermeticBackend:
                    Tool(f"cpython {interp.minor} sysconfig",
                         f"kiln's, {description.sysconfig_name}",
                         sha256=description.sysconfig_sha256),
-                   *libs.tools),
-            env=tuple(env),
-            tool_dirs=(seen_bin, *libs.tool_dirs),
-            visible=(install.root, description.root, bin_host),
+                   *libs.tools, *rust.tools),
+            env=(*env, *rust.env),
+            tool_dirs=(seen_bin, *libs.tool_dirs, *rust.tool_dirs),
+            visible=(install.root, description.root, bin_host, *rust.visible),
             writable=() if isolated else (chain,),
             binds=(*zig_binds, Bind(description.root, cpython.CANONICAL, writable=False),
-                   *libs.binds) if isolated else (),
+                   *libs.binds, *rust.binds) if isolated else (),
             hidden=hidden,
             cross=cross,
             policy=f"manylinux_{glibc.replace('.', '_')}_{job.target.arch}",
             notes=(f"zig {install.version} -target {triple}"
                    + (f", cross-compiled from {host.name}" if cross else "")
-                   + f"; CPython {interp.minor} headers from {pin.describe()}",),
+                   + f"; CPython {interp.minor} headers from {pin.describe()}",
+                   *((rust.note,) if rust.note else ())),
             hermetic=True,
             not_hermetic=() if isolated else (NO_BWRAP,),
             cpython=description,
@@ -150,6 +200,7 @@ class HermeticBackend:
             compile_cache=chain,
             libraries=libs.built,
             cache_entries_before=entries_before,
+            rust_maps=rust.maps,
         )
 
     def build(self, job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path) -> RawBuild:

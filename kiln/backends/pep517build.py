@@ -8,6 +8,7 @@ from pathlib import Path
 from kiln import installer
 from kiln.backends import BuildJob, RawBuild, Toolchain
 from kiln.buildenv import Workspace, build_variables, prefix_map_flags, with_jobs
+from kiln.crates.vendor import vendor_crates
 from kiln.errors import BuildError
 from kiln.fetch import unpack_sdist
 from kiln.observe import check_network, observe
@@ -28,6 +29,18 @@ def faketime_prefix(job: BuildJob) -> list[str]:
 def cpu_prefix(job: BuildJob) -> list[str]:
     cpus = job.surroundings.cpus
     return ["taskset", "-c", ",".join(map(str, cpus))] if cpus else []
+
+
+def cargo_variables(job: BuildJob, toolchain: Toolchain, ws: Workspace,
+                    rustflags: str) -> dict[str, str]:
+    """Vendor the job's crates into the workspace; cargo's variables to build offline from them."""
+    assert job.crates is not None
+    env = vendor_crates(job.crates, ws.cargo, ws.inside(ws.cargo))
+    remaps = [f"--remap-path-prefix={seen}={canon}" for seen, canon in toolchain.rust_maps
+              if seen != canon]
+    if remaps:
+        env["RUSTFLAGS"] = " ".join((rustflags, *remaps)).strip()
+    return env
 
 
 def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, *,
@@ -53,6 +66,8 @@ def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, 
     env = build_variables(job.recipe, ws, source_date_epoch=job.source_date_epoch,
                           extra={**dict(toolchain.env), **dict(job.extra_env)},
                           tool_dirs=toolchain.tool_dirs)
+    if job.crates is not None:
+        env.update(cargo_variables(job, toolchain, ws, env.get("RUSTFLAGS", "")))
     env.update(wrap_compilers(ws.env / "bin", f"{ws.inside(ws.env)}/bin", env,
                               cc=job.interpreter.cc, cxx=job.interpreter.cxx,
                               flags=prefix_map_flags(ws), link_libc=job.target.is_linux))

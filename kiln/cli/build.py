@@ -11,6 +11,7 @@ from rich.text import Text
 from kiln.cli.app import app, report_error
 from kiln.cli.common import (
     CacheOption,
+    CratesUrlOption,
     FindLinksOption,
     IndexUrlOption,
     JsonOption,
@@ -236,6 +237,7 @@ def build(
     audit_branch: Annotated[str, typer.Option(
         "--audit-branch", envvar="KILN_AUDIT_BRANCH", help="The audit branch's name.")
     ] = "audit",
+    crates_url: CratesUrlOption = None,
 ) -> None:
     """Build, repair and test wheels from recipes; put them in the wheelhouse with their records."""
     from kiln.pipeline import AfterBuild, build_recipes
@@ -258,6 +260,7 @@ def build(
         run_tests=not no_test, check_repro=check_repro, fail_fast=fail_fast,
         overwrite=overwrite, python_paths=_python_paths(python_path), diffoscope=diffoscope,
         extra_env=_env_pairs(env), install_system_deps=install_system_deps, jobs=jobs,
+        crates_url=crates_url,
     )
     # Steps run on each finished wheel, in order (signing, then the audit record).
     after: list[AfterBuild] = []
@@ -333,6 +336,7 @@ def repro(
     index_url: IndexUrlOption = PYPI_SIMPLE,
     find_links: FindLinksOption = None,
     no_index: NoIndexOption = False,
+    crates_url: CratesUrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Rebuild a wheel someone else built, and say whether ours is bit-for-bit the same."""
@@ -343,7 +347,8 @@ def repro(
     options = build_options(output=output.absolute(), cache=cache_dir(cache), backend=backend,
                             index=index_options(index_url, find_links, no_index),
                             use_cache=not no_cache, run_tests=False,
-                            python_paths=_python_paths(python_path), diffoscope=diffoscope)
+                            python_paths=_python_paths(python_path), diffoscope=diffoscope,
+                            crates_url=crates_url)
     reporter = terminal()
     try:
         with reporting(reporter):
@@ -387,6 +392,7 @@ def rebuild(
     audit_branch: Annotated[str, typer.Option(
         "--audit-branch", envvar="KILN_AUDIT_BRANCH", help="The audit branch's name.")
     ] = "audit",
+    crates_url: CratesUrlOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Rebuild a wheel from its own build record or provenance, with no recipe file, and say
@@ -399,7 +405,8 @@ def rebuild(
     options = build_options(output=output.absolute(), cache=cache_dir(cache), backend=backend,
                             index=index_options(index_url, find_links, no_index),
                             use_cache=use_cache, run_tests=False,
-                            python_paths=_python_paths(python_path), diffoscope=diffoscope)
+                            python_paths=_python_paths(python_path), diffoscope=diffoscope,
+                            crates_url=crates_url)
     after: list[AfterBuild] = []
     if sign_key is not None:
         from kiln.signing.wheels import key_signing_step

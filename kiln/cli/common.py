@@ -24,6 +24,11 @@ FindLinksOption = Annotated[list[str] | None, typer.Option(
     help="Extra folder or URL of distributions (repeatable).")]
 NoIndexOption = Annotated[bool, typer.Option("--no-index", envvar="KILN_NO_INDEX",
                                              help="Use only --find-links (air-gapped).")]
+CratesUrlOption = Annotated[str | None, typer.Option(
+    "--crates-url", envvar="KILN_CRATES_URL",
+    help="Where the Rust crates of an sdist's Cargo.lock come from: a URL with {name} and "
+         "{version}, in crates.io's layout (default: the recipe's crates-url, else "
+         "https://static.crates.io/crates/{name}/{name}-{version}.crate).")]
 
 
 def cache_dir(option: Path | None) -> Path:

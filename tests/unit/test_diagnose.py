@@ -30,7 +30,7 @@ def _log(tmp_path, body: str):
      "non-zero exit status 1.\nException: Can not find valid pkg-config name.\n",
      "pkg-config --exists mysqlclient", "none of mysqlclient, mariadb"),
     ("error: no matching package named `pyo3` found\nlocation searched: crates.io index\n",
-     "error: no matching package named `pyo3` found", "Rust crates"),
+     "error: no matching package named `pyo3` found", "a Rust crate that no Cargo.lock"),
     ("checking whether build environment is sane... configure: error: newly created file is "
      "older than distributed files!\n", "newly created file is older than distributed files",
      'skip-variations = ["time"]'),

@@ -199,3 +199,69 @@ def test_x86_wrappers_let_target_attributes_turn_features_on(tmp_path, monkeypat
     assert root.parent == tmp_path and root.name.startswith("zigcache-")
     monkeypatch.setattr(zig, "X86_FEATURE_EDITS", ())
     assert zig.zig_cache_root(tmp_path) != root
+
+
+class _RustJob:
+    target = TARGETS["linux-x86_64"]
+    crates = object()  # fetched crates: the sdist has Rust
+
+
+def _fake_rust(tmp_path, monkeypatch):
+    from kiln.toolchain.rust import RustToolchain
+
+    sysroot = tmp_path / "toolchains" / "stable"
+    (sysroot / "lib" / "rustlib" / "x86_64-unknown-linux-gnu" / "lib").mkdir(parents=True)
+    rust = RustToolchain(sysroot=sysroot, rustc_version="rustc 1.95.0 (59807616e 2026-04-14)",
+                         commit="5980", cargo_version="cargo 1.95.0", rustc_sha256="1" * 64,
+                         driver_sha256="2" * 64, cargo_sha256="3" * 64)
+    monkeypatch.setattr(hermetic, "find_rust", lambda: rust)
+    return rust
+
+
+def test_rust_is_bound_at_a_fixed_path_and_links_with_zigs_cc(tmp_path, monkeypatch):
+    rust = _fake_rust(tmp_path, monkeypatch)
+    parts = hermetic.rust_parts(_RustJob(), True, "/kiln/toolchain/bin",  # type: ignore[arg-type]
+                                "/kiln/toolchain/bin")
+    env = dict(parts.env)
+    assert env["RUSTC"] == "/kiln/rust/bin/rustc" and env["CARGO"] == "/kiln/rust/bin/cargo"
+    assert env["CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER"] == "/kiln/toolchain/bin/cc"
+    assert env["CC_x86_64_unknown_linux_gnu"] == "/kiln/toolchain/bin/cc"
+    assert [(b.host, b.inside, b.writable) for b in parts.binds] == [
+        (rust.sysroot, "/kiln/rust", False)]
+    assert parts.tool_dirs == ("/kiln/rust/bin",)
+    assert [t.name for t in parts.tools] == ["rustc", "rustc driver", "cargo"]
+
+
+def test_without_bubblewrap_rust_is_remapped_and_the_build_id_names_no_host_path(
+        tmp_path, monkeypatch):
+    rust = _fake_rust(tmp_path, monkeypatch)
+    seen_bin = str(tmp_path / "wrappers")
+    parts = hermetic.rust_parts(_RustJob(), False, seen_bin,  # type: ignore[arg-type]
+                                "/kiln/toolchain/bin")
+    assert dict(parts.env)["RUSTC"] == f"{rust.sysroot}/bin/rustc"
+    assert parts.maps == ((str(rust.sysroot), "/kiln/rust"),)
+    assert parts.binds == () and parts.visible == (rust.sysroot,)
+    identity = dict(parts.identity)
+    assert identity["RUSTC"] == "/kiln/rust/bin/rustc"
+    assert identity["CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER"] == "/kiln/toolchain/bin/cc"
+    assert identity["rustc"] == "1" * 64 and identity["rust target"] == "x86_64-unknown-linux-gnu"
+    assert str(tmp_path) not in repr(parts.identity)
+
+
+def test_a_job_without_rust_adds_nothing():
+    class _Plain:
+        crates = None
+
+    assert hermetic.rust_parts(_Plain(), True, "/b", "/b") == hermetic.RustParts()  # type: ignore[arg-type]
+
+
+def test_a_rust_toolchain_in_usr_is_refused_rather_than_showing_the_hosts_compilers(
+        tmp_path, monkeypatch):
+    import dataclasses
+
+    rust = _fake_rust(tmp_path, monkeypatch)
+    in_usr = dataclasses.replace(rust, sysroot=Path("/usr"))
+    monkeypatch.setattr(hermetic, "find_rust", lambda: in_usr)
+    with pytest.raises(UnsupportedError, match="holds the host's other compilers") as caught:
+        hermetic.rust_parts(_RustJob(), True, "/b", "/b")  # type: ignore[arg-type]
+    assert "rustup" in (caught.value.hint or "")

@@ -24,7 +24,7 @@ from kiln.provenance import (
     statement_bytes,
     validate_provenance,
 )
-from kiln.record import BuildRecord, ReproRef
+from kiln.record import BuildRecord, CrateRef, ReproRef
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 LOCAL = {"KILN_BUILDER_ID": "kiln://test-host/tester"}
@@ -89,6 +89,30 @@ def test_reproducibility_rides_along_with_both_digests(record: BuildRecord) -> N
     unchecked = record.model_copy(update={"repro": None})
     names = [b["name"] for b in _statement(unchecked)["predicate"]["runDetails"]["byproducts"]]
     assert REPRO_BYPRODUCT not in names
+
+
+CRATE = CrateRef(name="base64", version="0.22.1", checksum="c" * 64,
+                 source="registry+https://github.com/rust-lang/crates.io-index",
+                 url="https://static.crates.io/crates/base64/base64-0.22.1.crate")
+
+
+def test_each_rust_crate_is_a_resolved_dependency(record: BuildRecord) -> None:
+    crate = CRATE
+    deps = _statement(record.model_copy(update={"crates": [crate]}))["predicate"][
+        "buildDefinition"]["resolvedDependencies"]
+    [found] = [d for d in deps if d.get("annotations", {}).get("kind") == "crate"]
+    assert found == {"name": "base64 0.22.1", "uri": "pkg:cargo/base64@0.22.1",
+                     "digest": {"sha256": "c" * 64},
+                     "annotations": {"kind": "crate", "source": crate.source, "url": crate.url}}
+
+
+def test_kiln_explain_reads_the_crates_alike_from_record_and_statement(
+        record: BuildRecord) -> None:
+    from kiln.explain import inputs_from_record, inputs_from_statement
+
+    with_crate = record.model_copy(update={"crates": [CRATE]})
+    assert inputs_from_record(with_crate)["crate: base64 0.22.1"] == "c" * 16
+    assert inputs_from_statement(_statement(with_crate))["crate: base64 0.22.1"] == "c" * 16
 
 
 def test_same_record_gives_the_same_bytes(record: BuildRecord) -> None:

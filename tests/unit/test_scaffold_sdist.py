@@ -29,7 +29,14 @@ def test_rust_without_vendored_crates_is_called_out(tmp_path):
                                                   "Cargo.toml": "[package]\nname = 'r'\n",
                                                   "Cargo.lock": "version = 3\n"})
     notes = build_notes(sdist.path)
-    assert len(notes) == 1 and "does not vendor its crates" in notes[0]
+    assert len(notes) == 1 and "kiln fetches the ones its Cargo.lock pins" in notes[0]
+
+
+def test_rust_without_a_cargo_lock_is_called_out(tmp_path):
+    sdist = make_sdist(tmp_path, "rusty", "1.0", {"pyproject.toml": MATURIN,
+                                                  "Cargo.toml": "[package]\nname = 'r'\n"})
+    notes = build_notes(sdist.path)
+    assert len(notes) == 1 and "neither vendored crates nor a Cargo.lock" in notes[0]
 
 
 def test_vendored_crates_are_fine(tmp_path):
