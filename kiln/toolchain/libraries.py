@@ -45,7 +45,7 @@ LIBS_INSIDE = "/kiln/libs"  # each library's prefix: /kiln/libs/NAME
 WORK_INSIDE = "/kiln/lib"  # a library build's own folder: src, build, home
 TOOL_BIN_INSIDE = "/kiln/toolchain/tools-bin"  # pkg-config, cmake, ninja wrappers
 # Bumped whenever kiln changes how it builds a library in a way that changes its bytes.
-LIBRARY_BUILD_VERSION = "1"
+LIBRARY_BUILD_VERSION = "2"  # 2: LD is zig's lld (libtool builds shared libraries)
 # Every library compile: optimised, position independent (it ends up in a shared object).
 LIBRARY_CFLAGS = ("-O2", "-fPIC")
 # What a library build needs of the build tools, by build system.
@@ -340,6 +340,7 @@ def _environment(spec: LibrarySpec, deps: Sequence[BuiltLibrary],
         "SOURCE_DATE_EPOCH": "315532800",
         "CC": f"{lt.bin_inside}/cc", "CXX": f"{lt.bin_inside}/c++",
         "AR": f"{lt.bin_inside}/ar", "RANLIB": f"{lt.bin_inside}/ranlib",
+        "LD": f"{lt.bin_inside}/ld",
         "CFLAGS": cflags, "CXXFLAGS": cflags,
         "CPPFLAGS": " ".join(f"-I{d.inside}/include" for d in deps),
         "LDFLAGS": " ".join(f"-L{d.inside}/lib" for d in deps),

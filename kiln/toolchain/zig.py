@@ -114,6 +114,9 @@ WRAPPERS: dict[str, tuple[str, bool]] = {
     "cc": ("cc", True), "gcc": ("cc", True), "clang": ("cc", True),
     "c++": ("c++", True), "g++": ("c++", True), "clang++": ("c++", True),
     "ar": ("ar", False), "ranlib": ("ranlib", False), "objcopy": ("objcopy", False),
+    # The linker itself, for builds that ask for it by name (libtool's shared-library probe
+    # reads `$LD -v`; lld says it is "compatible with GNU linkers").
+    "ld": ("ld.lld", False),
 }
 
 @dataclass(frozen=True)

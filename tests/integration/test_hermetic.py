@@ -477,13 +477,16 @@ def test_two_builders_agree_through_kiln_rebuild_of_a_served_wheel(run_kiln, two
     assert json.loads(gated.stdout)["rejected"] == [], gated.stderr
 
 
-# A small C library with a plain Makefile, and a project whose extension links it.
+# A small C library with a plain Makefile (its shared library linked by $(LD) itself), and a
+# project whose extension links it.
 KILNFIX_FILES = {
     "Makefile": ("PREFIX ?= /usr/local\n"
                  "all: libkilnfix.a libkilnfix.so\n"
                  "libkilnfix.a: kilnfix.o\n\t$(AR) rcs $@ kilnfix.o\n"
                  "libkilnfix.so: kilnfix.o\n"
-                 "\t$(CC) -shared -Wl,-soname,libkilnfix.so.1 -o $@ kilnfix.o\n"
+                 # the linker by name, as libtool does: kiln's LD, zig's lld (the host's
+                 # ld is hidden)
+                 "\t$(LD) -shared -soname libkilnfix.so.1 -o $@ kilnfix.o\n"
                  "kilnfix.o: kilnfix.c kilnfix.h\n\t$(CC) $(CFLAGS) -c kilnfix.c -o $@\n"
                  "install: all\n\tmkdir -p $(PREFIX)/lib $(PREFIX)/include\n"
                  "\tcp libkilnfix.a $(PREFIX)/lib/\n"

@@ -59,7 +59,8 @@ def test_wrappers_quote_every_path_and_carry_the_target(tmp_path):
     layout = zig.ZigLayout(str(odd / "ziglang-0.15.2"), str(odd / "zig-cache"), str(odd / "bin"))
     scripts = zig.wrapper_scripts(layout, "0.15.2", "aarch64-linux-gnu.2.17",
                                   ((str(odd / "python"), "/kiln/python"),))
-    assert {"cc", "c++", "ar", "ranlib", "gcc", "g++"} <= set(scripts)
+    assert {"cc", "c++", "ar", "ranlib", "gcc", "g++", "ld"} <= set(scripts)
+    assert shlex.split(scripts["ld"].splitlines()[-1])[2] == "ld.lld"  # zig's lld, by name
     for name, text in scripts.items():
         assert text.startswith("#!/bin/sh\n")
         exec_line = text.splitlines()[-1]
