@@ -42,7 +42,10 @@ from kiln.wheelfile import canonicalise, parse_name
 from kiln.wheeltest import TestOutcome, has_tests, run_wheel_tests, test_ref
 
 # Bumped whenever kiln changes what it does to a build in a way that changes its bytes.
-NORMALISATION_VERSION = "5"  # 5: temp-folder maps, C++ by extension; 4: hermetic; 3: libc, meson
+# 6: CPython's headers at /kiln/python/include/python for every X.Y, which debug info names
+# (the compiles that do not read Python.h are then one compile for every Python);
+# 5: temp-folder maps, C++ by extension; 4: hermetic; 3: libc, meson
+NORMALISATION_VERSION = "6"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,12 @@ CPython, the extension suffix, the include folder. The build sees it all at
 ``/kiln/python`` and reads the configuration through ``_PYTHON_SYSCONFIGDATA_NAME``; the
 host interpreter runs the build frontend and nothing of its configuration reaches a binary.
 
+The headers are at ``include/python3.X`` and, for every X.Y, at ``include/python`` (a link),
+which is the folder kiln's sysconfig names: a compile that never reads Python.h then has the
+same command line for every CPython, and zig's object cache, which keys a compile on its
+command line and on the contents of the files it read, compiles it once per build chain.
+A compile that reads Python.h still misses for another X.Y: the headers' contents differ.
+
 Every file is pinned twice: the package by sha256, and the header tree kiln assembles from
 it by the digest of its contents, for each target.
 """
@@ -36,6 +42,11 @@ from kiln.toolchain import debian
 from kiln.toolchain.targets import Target
 
 CANONICAL = "/kiln/python"  # where every hermetic build sees the CPython description
+# The include folder's name for every X.Y (a link to include/python3.X): what INCLUDEPY names.
+SHARED_INCLUDE = "python"
+# The layout of a description in the cache, in its folder's name and its manifest; a new one
+# is made beside an older kiln's. 2: include/python, and the sysconfig naming it.
+LAYOUT = 2
 ARCHIVES = {"debian": "https://deb.debian.org/debian",
             "ubuntu": "https://archive.ubuntu.com/ubuntu"}
 # The snapshot services that keep every file an archive ever published, by date.
@@ -247,6 +258,8 @@ def config_vars(minor: str, arch: str, pyconfig: str) -> dict[str, str | int]:
     opt = "-DNDEBUG -g -O3 -Wall" if version >= (3, 12) else "-DNDEBUG -g -fwrapv -O3 -Wall"
     base = "-fno-strict-overflow -Wsign-compare" if version >= (3, 12) else "-Wsign-compare"
     cflags = f"{base} {opt}"
+    # The same for every X.Y, so that only the compiles that read Python.h differ by version.
+    include = f"{prefix}/include/{SHARED_INCLUDE}"
     made: dict[str, str | int] = dict(parse_pyconfig(pyconfig))
     made.update({
         "ABIFLAGS": "", "AR": "ar", "ARFLAGS": "rcs", "BASECFLAGS": base, "BINDIR": f"{prefix}/bin",
@@ -257,12 +270,12 @@ def config_vars(minor: str, arch: str, pyconfig: str) -> dict[str, str | int]:
         "CONFIGURE_CPPFLAGS": "", "CONFIGURE_LDFLAGS": "", "CONFIGURE_LDFLAGS_NODIST": "",
         "CONFIG_ARGS": f"'--prefix={prefix}' (kiln: a fixed description of CPython {minor} "
                        f"for {triple}, not a configure run)",
-        "CONFINCLUDEDIR": f"{prefix}/include", "CONFINCLUDEPY": f"{prefix}/include/python{minor}",
+        "CONFINCLUDEDIR": f"{prefix}/include", "CONFINCLUDEPY": include,
         "CPPFLAGS": "", "CXX": "c++ -pthread",
         "DESTSHARED": f"{prefix}/lib/python{minor}/lib-dynload",
         "EXE": "", "EXT_SUFFIX": ext_suffix(minor, arch), "GNULD": "yes",
         "HOST_GNU_TYPE": f"{arch}-pc-linux-gnu", "INCLUDEDIR": f"{prefix}/include",
-        "INCLUDEPY": f"{prefix}/include/python{minor}", "INSTSONAME": f"libpython{minor}.a",
+        "INCLUDEPY": include, "INSTSONAME": f"libpython{minor}.a",
         "LDCXXSHARED": "c++ -pthread -shared", "LDFLAGS": "", "LDFLAGS_NODIST": "",
         "LDLIBRARY": f"libpython{minor}.a", "LDSHARED": "cc -pthread -shared", "LDVERSION": minor,
         "LIBDEST": f"{prefix}/lib/python{minor}", "LIBDIR": f"{prefix}/lib",
@@ -271,14 +284,16 @@ def config_vars(minor: str, arch: str, pyconfig: str) -> dict[str, str | int]:
         "MACHDEP": "linux", "MODLIBS": "", "MULTIARCH": triple,
         "MULTIARCH_CPPFLAGS": f'-DMULTIARCH=\\"{triple}\\"', "OPT": opt,
         "PY_CFLAGS": cflags, "PY_CFLAGS_NODIST": "", "PY_CORE_CFLAGS": cflags,
-        "PY_CORE_LDFLAGS": "", "PY_CPPFLAGS": f"-I{prefix}/include/python{minor}",
+        "PY_CORE_LDFLAGS": "", "PY_CPPFLAGS": f"-I{include}",
         "PY_LDFLAGS": "", "PY_LDFLAGS_NODIST": "", "PY_STDMODULE_CFLAGS": cflags,
         "Py_DEBUG": 0, "Py_ENABLE_SHARED": 0, "Py_TRACE_REFS": 0, "RANLIB": "ranlib",
         "SHLIB_SUFFIX": ".so", "SOABI": f"cpython-{nodot}-{triple}", "SYSLIBS": "-lm",
         "TZPATH": "/usr/share/zoneinfo:/usr/lib/zoneinfo:/usr/share/lib/zoneinfo:/etc/zoneinfo",
         "VERSION": minor, "WITH_PYMALLOC": 1, "exec_prefix": prefix, "prefix": prefix,
         "srcdir": libpl,
-        # sysconfig.get_paths()' include and platinclude are made from these: kiln's headers.
+        # sysconfig.get_paths()' include and platinclude are made from these: kiln's headers
+        # at include/python3.X, where CMake's FindPython and meson, which ask for those
+        # paths, find them.
         "installed_base": prefix, "installed_platbase": prefix,
     })
     if version >= (3, 13):
@@ -307,7 +322,7 @@ class CPythonDescription:
     minor: str
     arch: str
     pin: HeaderPin
-    root: Path  # on the host: include/python3.X/…, kiln-cpython.json
+    root: Path  # on the host: include/python3.X/…, include/python (a link), kiln-cpython.json
     headers_sha256: str
     sysconfig_text: str
 
@@ -349,7 +364,8 @@ def _load(root: Path, pin: HeaderPin, arch: str) -> CPythonDescription | None:
         text = (root / "sysconfig.py").read_text()
     except (OSError, ValueError):
         return None
-    if info.get("deb_sha256") != pin.sha256 or info.get("headers_sha256") != pin.tree(arch):
+    if info.get("deb_sha256") != pin.sha256 or info.get("headers_sha256") != pin.tree(arch) \
+            or info.get("layout") != LAYOUT:
         return None
     return CPythonDescription(pin.minor, arch, pin, root, pin.tree(arch), text)
 
@@ -391,7 +407,7 @@ def prepare(minor: str, target: Target, cache: Path, *,
                                f"not {target.name}")
     pin = pin_for(minor)
     arch = target.arch
-    root = cache / "toolchain" / "cpython" / f"{minor}-{arch}-{pin.tree(arch)[:16]}"
+    root = cache / "toolchain" / "cpython" / f"{minor}-{arch}-{pin.tree(arch)[:16]}-l{LAYOUT}"
     found = _load(root, pin, arch)
     if found is not None:
         return found
@@ -414,6 +430,8 @@ def prepare(minor: str, target: Target, cache: Path, *,
                     f"the CPython {minor} headers kiln assembled for {target.name} have sha256 "
                     f"{digest[:12]}…, not the pinned {pin.tree(arch)[:12]}…",
                     hint="kiln/resources/cpython.toml and kiln's code disagree: reinstall kiln")
+            # After the digest, which pins the headers as the package has them.
+            (made / "include" / SHARED_INCLUDE).symlink_to(f"python{minor}")
             text = render_sysconfigdata(
                 config_vars(minor, arch, (made / "include" / f"python{minor}" /
                                           "pyconfig.h").read_text()),
@@ -421,7 +439,8 @@ def prepare(minor: str, target: Target, cache: Path, *,
             write_atomic(made / "sysconfig.py", text)
             write_atomic(made / MANIFEST, json.dumps({
                 "minor": minor, "arch": arch, "deb_sha256": pin.sha256,
-                "headers_sha256": digest, "source": pin.describe()}, indent=1))
+                "headers_sha256": digest, "layout": LAYOUT, "source": pin.describe()},
+                indent=1))
             if root.exists():
                 shutil.rmtree(root)
             made.rename(root)
