@@ -36,7 +36,7 @@ PROBE_SETUP = """
     seen["hash_seed"] = str(hash("probe"))
     seen["environment_order"] = ",".join(os.environ)
     seen["interpreter"] = sys.version
-    seen["tools"] = str(shutil.which("ld"))
+    seen["tools"] = str(shutil.which("strip"))  # not among the pinned toolchain's wrappers
     outside = int(os.environ["PROBE_PORT"])
     for where in (("127.0.0.1", outside), ("151.101.0.223", 443), ("pypi.org", 443)):
         try:
