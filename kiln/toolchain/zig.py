@@ -19,20 +19,17 @@ import functools
 import json
 import re
 import shlex
-import shutil
-import sys
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from kiln import installer, proc, toml
+from kiln import proc, toml
 from kiln.errors import EnvironmentSetupError, UnsupportedError
-from kiln.files import exclusive, sha256_bytes, sha256_file, write_atomic
+from kiln.files import sha256_bytes, write_atomic
 from kiln.installer import IndexOptions
-from kiln.progress import reporter
 from kiln.toolchain.targets import Target, host_target
+from kiln.toolchain.wheelinstall import install_wheel
 
 # kiln's arch names → zig's (and CMake's CMAKE_SYSTEM_PROCESSOR). Other Linux arches zig
 # could target are left out until kiln can test their wheels.
@@ -182,73 +179,25 @@ class ZigInstall:
 
 
 
-def _installed(root: Path, pin: ZigPin, sha: str) -> ZigInstall | None:
-    """The install at ``root`` if it is the pinned one and its zig binary is untouched."""
-    marker = root / "kiln-install.json"
-    try:
-        info = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return None
-    install = ZigInstall(root, pin.version, sha)
-    if info.get("wheel_sha256") != sha or info.get("version") != pin.version:
-        return None
-    try:
-        st = install.zig.stat()
-    except OSError:
-        return None
-    # Changed since kiln installed it: only the digest can say whether it is still ours.
-    changed = [st.st_size, st.st_mtime_ns] != info.get("zig_stat")
-    if changed and sha256_file(install.zig) != info.get("zig_sha256"):
-        return None
-    return install
-
-
 def install_zig(cache: Path, index: IndexOptions, *, log: Path | None = None) -> ZigInstall:
     """The pinned zig, installed into ``cache/tools`` with ``--require-hashes`` if needed."""
     pin = zig_pin()
     sha = pin.wheel_sha256(host_target())
     root = cache / "tools" / f"{pin.package}-{pin.version}"
-    found = _installed(root, pin, sha)
-    if found is not None:
-        return found
-    with exclusive(root.with_name(root.name + ".lock")):
-        found = _installed(root, pin, sha)
-        if found is not None:
-            return found
-        reporter().stage("toolchain", f"installing {pin.package} {pin.version} into {root}")
-        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
-        try:
-            requirements = staging / "requirements.txt"
-            requirements.write_text(f"{pin.package}=={pin.version} --hash=sha256:{sha}\n")
-            target = staging / "install"
-            proc.run([installer.uv_binary(), "pip", "install", "--quiet", "--no-deps",
-                      "--require-hashes", "--python", sys.executable, "--target", target,
-                      *index.args(), "-r", requirements],
-                     what=f"installing {pin.package} {pin.version} (sha256 {sha[:12]}…)",
-                     error=EnvironmentSetupError, env=installer.uv_env(), log=log,
-                     hint="the zig backend needs the ziglang wheel from the index "
-                          "(about 90 MB, once)")
-            install = ZigInstall(target, pin.version, sha)
-            out = proc.capture([install.zig, "version"], what="zig version",
-                               error=EnvironmentSetupError, quiet=True)
-            said = out.stdout.decode().strip()
-            if said != pin.version.split(".post")[0]:
-                raise EnvironmentSetupError(f"the {pin.package} {pin.version} wheel holds zig "
-                                            f"{said!r}")
-            st = install.zig.stat()
-            write_atomic(target / "kiln-install.json", json.dumps({
-                "version": pin.version, "wheel_sha256": sha,
-                "zig_sha256": sha256_file(install.zig), "zig_stat": [st.st_size, st.st_mtime_ns],
-            }, indent=1))
-            if root.exists():
-                shutil.rmtree(root)  # a broken or other install: replaced whole
-            target.rename(root)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    done = _installed(root, pin, sha)
-    if done is None:  # pragma: no cover - only if someone changes the cache under us
-        raise EnvironmentSetupError(f"{root}: the zig install kiln just made does not check out")
-    return done
+
+    def says_its_version(zig: Path) -> None:
+        out = proc.capture([zig, "version"], what="zig version", error=EnvironmentSetupError,
+                           quiet=True)
+        said = out.stdout.decode().strip()
+        if said != pin.version.split(".post")[0]:
+            raise EnvironmentSetupError(f"the {pin.package} {pin.version} wheel holds zig "
+                                        f"{said!r}")
+
+    install_wheel(pin.package, pin.version, sha, root, index, program="ziglang/zig",
+                  check=says_its_version, log=log,
+                  hint="the zig backend needs the ziglang wheel from the index (about 90 MB, "
+                       "once)")
+    return ZigInstall(root, pin.version, sha)
 
 
 def zig_triple(target: Target, glibc: str) -> str:
