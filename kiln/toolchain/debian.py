@@ -203,6 +203,18 @@ def load_suite(name: str, arch: str, downloads: Path, *, mirror: str = MIRROR,
     ``mirror`` and ``keys`` name another archive in Debian's format (Ubuntu's) and its
     keyring; the default is Debian's, checked against Debian's archive keyring.
     """
+    index_file, text = _signed_index(name, f"main/binary-{arch}/Packages.xz", downloads,
+                                     mirror=mirror, keys=keys)
+    with lzma.open(index_file, "rt", encoding="utf-8", errors="replace") as fh:
+        packages = parse_packages(fh)
+    return Suite(name, arch, packages, release_fields(text).get("Date", ""))
+
+
+def _signed_index(name: str, rel: str, downloads: Path, *, mirror: str = MIRROR,
+                  keys: Path | None = None) -> tuple[Path, str]:
+    """Suite ``name``'s index file ``rel`` (``main/source/Sources.xz`` …), fetched and checked
+    against the sha256 and size its ``InRelease`` gives once gpgv has checked that; and the
+    signed Release text."""
     if not _SUITE.match(name):
         raise EnvironmentSetupError(f"{name!r} is not a Debian suite name")
     base = f"{mirror}/dists/{name}"
@@ -212,15 +224,12 @@ def load_suite(name: str, arch: str, downloads: Path, *, mirror: str = MIRROR,
     inrelease = folder / "InRelease"
     write_atomic(inrelease, http.get_bytes(f"{base}/InRelease", what=f"Debian {name} InRelease"))
     text = verify_release(inrelease, name, keys=keys)
-    rel = f"main/binary-{arch}/Packages.xz"
     sha, size = release_sha256(text, rel)
-    index_file = folder / f"Packages-{arch}-{sha[:16]}.xz"
+    index_file = folder / f"{rel.replace('/', '-')}-{sha[:16]}"
     http.download(f"{base}/{rel}", index_file, sha256=sha, what=f"Debian {name} {rel}")
     if index_file.stat().st_size != size:
         raise HashMismatchError(f"Debian {name} {rel}: size differs from the signed Release")
-    with lzma.open(index_file, "rt", encoding="utf-8", errors="replace") as fh:
-        packages = parse_packages(fh)
-    return Suite(name, arch, packages, release_fields(text).get("Date", ""))
+    return index_file, text
 
 
 @dataclass(frozen=True)
@@ -251,20 +260,7 @@ def parse_sources(lines: Iterable[str]) -> dict[str, list[SourcePackage]]:
 def load_sources(name: str, downloads: Path, *,
                  mirror: str = MIRROR) -> dict[str, list[SourcePackage]]:
     """Fetch and check ``InRelease`` and ``main/source/Sources.xz`` for suite ``name``."""
-    if not _SUITE.match(name):
-        raise EnvironmentSetupError(f"{name!r} is not a Debian suite name")
-    base = f"{mirror}/dists/{name}"
-    folder = downloads / name
-    folder.mkdir(parents=True, exist_ok=True)
-    inrelease = folder / "InRelease"
-    write_atomic(inrelease, http.get_bytes(f"{base}/InRelease", what=f"Debian {name} InRelease"))
-    text = verify_release(inrelease, name)
-    rel = "main/source/Sources.xz"
-    sha, size = release_sha256(text, rel)
-    index_file = folder / f"Sources-{sha[:16]}.xz"
-    http.download(f"{base}/{rel}", index_file, sha256=sha, what=f"Debian {name} {rel}")
-    if index_file.stat().st_size != size:
-        raise HashMismatchError(f"Debian {name} {rel}: size differs from the signed Release")
+    index_file, _ = _signed_index(name, "main/source/Sources.xz", downloads, mirror=mirror)
     with lzma.open(index_file, "rt", encoding="utf-8", errors="replace") as fh:
         return parse_sources(fh)
 
