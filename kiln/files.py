@@ -64,6 +64,16 @@ def write_atomic(target: Path, data: bytes | str, mode: int = 0o644) -> None:
         fh.write(raw)
 
 
+def write_if_changed(target: Path, text: str, mode: int = 0o644) -> None:
+    """``text`` at ``target`` with ``mode``, written (atomically) only if it is not already."""
+    try:
+        same = target.read_text() == text and (target.stat().st_mode & 0o777) == mode
+    except (OSError, UnicodeDecodeError):
+        same = False
+    if not same:
+        write_atomic(target, text, mode=mode)
+
+
 def write_new(target: Path, data: bytes | str, mode: int = 0o644) -> None:
     """Write ``target`` only if it does not exist yet (never overwrites what a user had)."""
     raw = data.encode() if isinstance(data, str) else data

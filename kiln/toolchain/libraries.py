@@ -30,7 +30,7 @@ from pathlib import Path
 from kiln import http, proc
 from kiln.archive import extract
 from kiln.errors import BuildError, FetchError, HashMismatchError, UnsupportedError
-from kiln.files import exclusive, sha256_bytes, sha256_file, write_atomic
+from kiln.files import exclusive, sha256_bytes, sha256_file, write_atomic, write_if_changed
 from kiln.installer import IndexOptions
 from kiln.progress import reporter
 from kiln.recipe import LibrarySpec
@@ -245,13 +245,7 @@ def tool_wrappers(folder: Path, tools: Sequence[InstalledTool]) -> Path:
     for tool in tools:
         text = (f"#!/bin/sh\n# written by kiln: {tool.pin.package} {tool.pin.version}\n"
                 f'exec {shlex.quote(f"{tool.inside}/{tool.pin.binary}")} "$@"\n')
-        path = folder / tool.pin.name
-        try:
-            same = path.read_text() == text
-        except OSError:
-            same = False
-        if not same:
-            write_atomic(path, text, mode=0o755)
+        write_if_changed(folder / tool.pin.name, text, 0o755)
     return folder
 
 

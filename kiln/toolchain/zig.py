@@ -26,7 +26,7 @@ from pathlib import Path
 
 from kiln import proc, toml
 from kiln.errors import EnvironmentSetupError, UnsupportedError
-from kiln.files import sha256_bytes, write_atomic
+from kiln.files import sha256_bytes, write_if_changed
 from kiln.installer import IndexOptions
 from kiln.toolchain.targets import Target, host_target
 from kiln.toolchain.wheelinstall import install_wheel
@@ -290,11 +290,5 @@ def write_wrappers(folder: Path, layout: ZigLayout, version: str, triple: str, t
     files["toolchain.cmake"] = (cmake_toolchain(layout.bin, target, cross), 0o644)
     folder.mkdir(parents=True, exist_ok=True)
     for name, (text, mode) in files.items():
-        path = folder / name
-        try:
-            same = path.read_text() == text and (path.stat().st_mode & 0o777) == mode
-        except OSError:
-            same = False
-        if not same:
-            write_atomic(path, text, mode=mode)
+        write_if_changed(folder / name, text, mode)
     return folder
