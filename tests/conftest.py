@@ -62,31 +62,18 @@ def make_sdist(directory: Path, name: str, version: str, files: dict[str, str],
 
 
 @contextlib.contextmanager
-def serve_sdists(sdists: Sequence[Sdist]) -> Iterator[str]:
-    """A PEP 691 index on loopback listing each sdist under its project name; yields its
-    /simple address (no trailing slash)."""
+def serve_loopback(answer: Callable[[str, str], tuple[bytes, str] | None]) -> Iterator[str]:
+    """An HTTP server on loopback: ``answer(path, base)`` gives each GET's body and content
+    type, or None for a 404. Yields its base address (``http://127.0.0.1:PORT``)."""
     state: dict[str, str] = {}
-    by_project = {s.name: s for s in sdists}
-    by_file = {s.path.name: s for s in sdists}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            name = self.path.strip("/").removeprefix("simple/")
-            if name in by_project:
-                s = by_project[name]
-                body = json.dumps({
-                    "meta": {"api-version": "1.0"}, "name": name, "versions": [s.version],
-                    "files": [{"filename": s.path.name,
-                               "url": f"{state['base']}/files/{s.path.name}",
-                               "hashes": {"sha256": s.sha256}, "requires-python": ">=3.8"}],
-                }).encode()
-                kind = "application/vnd.pypi.simple.v1+json"
-            elif self.path.startswith("/files/") and self.path[len("/files/"):] in by_file:
-                body = by_file[self.path[len("/files/"):]].path.read_bytes()
-                kind = "application/gzip"
-            else:
+            found = answer(self.path, state["base"])
+            if found is None:
                 self.send_error(404)
                 return
+            body, kind = found
             self.send_response(200)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
@@ -98,12 +85,37 @@ def serve_sdists(sdists: Sequence[Sdist]) -> Iterator[str]:
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state["base"] = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                     daemon=True).start()
     try:
-        yield f"{state['base']}/simple"
+        yield state["base"]
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def serve_sdists(sdists: Sequence[Sdist]) -> Iterator[str]:
+    """A PEP 691 index on loopback listing each sdist under its project name; yields its
+    /simple address (no trailing slash)."""
+    by_project = {s.name: s for s in sdists}
+    by_file = {s.path.name: s for s in sdists}
+
+    def answer(path: str, base: str) -> tuple[bytes, str] | None:
+        name = path.strip("/").removeprefix("simple/")
+        if name in by_project:
+            s = by_project[name]
+            return json.dumps({
+                "meta": {"api-version": "1.0"}, "name": name, "versions": [s.version],
+                "files": [{"filename": s.path.name, "url": f"{base}/files/{s.path.name}",
+                           "hashes": {"sha256": s.sha256}, "requires-python": ">=3.8"}],
+            }).encode(), "application/vnd.pypi.simple.v1+json"
+        if path.startswith("/files/") and path[len("/files/"):] in by_file:
+            return by_file[path[len("/files/"):]].path.read_bytes(), "application/gzip"
+        return None
+
+    with serve_loopback(answer) as base:
+        yield f"{base}/simple"
 
 
 SETUP_PY_CEXT = """

@@ -6,14 +6,14 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import http.server
 import io
 import tarfile
 import textwrap
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.conftest import serve_loopback
 
 CRATES_IO = "registry+https://github.com/rust-lang/crates.io-index"
 ADD_CRATE = {
@@ -96,32 +96,13 @@ def serve_crates(crates: tuple[PackedCrate, ...]) -> Iterator[Registry]:
     files = {f"/crates/{c.name}/{c.name}-{c.version}.crate": c.path for c in crates}
     registry = Registry(template="")
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            registry.requests.append(self.path)
-            if self.path not in files:
-                self.send_error(404)
-                return
-            body = files[self.path].read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/gzip")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def answer(path: str, base: str) -> tuple[bytes, str] | None:
+        registry.requests.append(path)
+        return (files[path].read_bytes(), "application/gzip") if path in files else None
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    port = server.server_address[1]
-    registry.template = f"http://127.0.0.1:{port}/crates/{{name}}/{{name}}-{{version}}.crate"
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                     daemon=True).start()
-    try:
+    with serve_loopback(answer) as base:
+        registry.template = f"{base}/crates/{{name}}/{{name}}-{{version}}.crate"
         yield registry
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # A build script that compiles C the way the cc crate does, with the compiler cargo names
