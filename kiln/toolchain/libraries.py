@@ -37,6 +37,7 @@ from kiln.recipe import LibrarySpec
 from kiln.toolchain import debian
 from kiln.toolchain.buildtools import InstalledTool, install_tool
 from kiln.toolchain.cpython import tree_digest
+from kiln.toolchain.hosttools import describe_tool
 from kiln.toolchain.sandbox import Bind, Sandbox
 from kiln.toolchain.targets import Target, host_target
 from kiln.toolchain.tool import Tool
@@ -421,15 +422,7 @@ def recorded_tools(libs: Sequence[BuiltLibrary], tools: Sequence[InstalledTool])
     found = [Tool(t.pin.package, t.pin.version, path=t.inside, sha256=t.wheel_sha256)
              for t in tools]
     if any(lib.spec.build in ("autotools", "configure", "make") for lib in libs):
-        make = shutil.which("make")
-        if make:
-            found.append(Tool("make (the host's)", _first_line([make, "--version"]),
-                              path=str(Path(make).resolve()),
-                              sha256=sha256_file(Path(make).resolve())))
+        make = describe_tool("make", "make (the host's)")
+        if make is not None:
+            found.append(make)
     return found
-
-
-def _first_line(argv: list[str]) -> str:
-    out = proc.capture(argv, what=argv[0], check=False, quiet=True)
-    lines = (out.stdout or out.stderr).decode(errors="replace").strip().splitlines()
-    return lines[0] if lines else "unknown"
