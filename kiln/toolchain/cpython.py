@@ -254,9 +254,13 @@ def config_vars(minor: str, arch: str, pyconfig: str) -> dict[str, str | int]:
     triple = multiarch(arch)
     prefix = CANONICAL
     libpl = f"{prefix}/lib/python{minor}/config-{minor}-{triple}"
-    # 3.12 replaced -fwrapv by -fno-strict-overflow (gh-96821).
-    opt = "-DNDEBUG -g -O3 -Wall" if version >= (3, 12) else "-DNDEBUG -g -fwrapv -O3 -Wall"
-    base = "-fno-strict-overflow -Wsign-compare" if version >= (3, 12) else "-Wsign-compare"
+    # One set of flags for every X.Y, 3.12's: CPython 3.12 replaced -fwrapv by
+    # -fno-strict-overflow (gh-96821), which in zig's clang implies -fwrapv (and, from LLVM 20,
+    # -fwrapv-pointer): what 3.11's code asks for, and a little more. With 3.11's spelling kept
+    # for 3.10 and 3.11, every compile of theirs had another command line than 3.12's, and
+    # zig's cache compiled the Python-independent objects twice per chain.
+    opt = "-DNDEBUG -g -O3 -Wall"
+    base = "-fno-strict-overflow -Wsign-compare"
     cflags = f"{base} {opt}"
     # The same for every X.Y, so that only the compiles that read Python.h differ by version.
     include = f"{prefix}/include/{SHARED_INCLUDE}"

@@ -19,9 +19,11 @@ def test_every_cpython_names_the_same_include_folder():
         assert values["INCLUDEPY"] == values["CONFINCLUDEPY"] == "/kiln/python/include/python"
         assert values["PY_CPPFLAGS"] == "-I/kiln/python/include/python"
         assert values["VERSION"] == minor  # what differs by version still does
-    # CPython's own flags stay as its builds have them: -fwrapv until 3.11.
-    assert "-fwrapv" in str(made["3.11"]["CFLAGS"])
-    assert "-fno-strict-overflow" in str(made["3.12"]["CFLAGS"])
+    # The compile flags too: one spelling (3.12's -fno-strict-overflow, which implies
+    # clang's -fwrapv), so a compile without Python.h is the same compile for every X.Y.
+    for name in ("CFLAGS", "OPT", "BASECFLAGS", "PY_CFLAGS", "PY_CORE_CFLAGS", "CCSHARED"):
+        assert len({str(values[name]) for values in made.values()}) == 1, name
+    assert "-fno-strict-overflow" in str(made["3.11"]["CFLAGS"])
 
 
 def _fake_package(unpacked: Path, minor: str) -> None:
