@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -10,8 +11,17 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln import record as record_module
 from kiln.files import sha256_bytes, sha256_file
 from kiln.record import BuildRecord
+
+
+@functools.cache
+def record_schema() -> str:
+    """The digest of the code that defines a build record. A cached build is served only to
+    the kiln whose records it holds: a record written before a field was added would still
+    parse (the field has a default) and say less than a new build's."""
+    return sha256_file(Path(record_module.__file__))
 
 
 @dataclass(frozen=True)
@@ -29,7 +39,8 @@ class BuildCache:
 
     @staticmethod
     def key(build_id: str, *, tests: object) -> str:
-        return sha256_bytes(json.dumps([build_id, tests], sort_keys=True).encode())
+        return sha256_bytes(json.dumps([build_id, tests, record_schema()],
+                                       sort_keys=True).encode())
 
     def get(self, key: str) -> CachedBuild | None:
         entry = self.root / key
