@@ -233,6 +233,59 @@ class ZigLayout:
         return [(seen, canon) for seen, canon in pairs if seen != canon]
 
 
+# zig caches no compile that writes its own dependency file (-MD/-MMD with -MF, as ninja,
+# meson, CMake and automake ask for), so those builds compiled every object every time and
+# shared nothing between Pythons. A kiln build runs once, in a fresh folder, and never
+# rebuilds incrementally, which is all a dependency file is read for: the wrappers take those
+# options off a plain compile (``-c``, one source, no ``-M``/``-MM``/``-E``/``-Wp,``), write
+# the dependency file themselves (the object and its source; the headers it read are not
+# listed), and let zig's cache see the compile. Anything else runs as it was given.
+DEPFILE_EDIT = r"""depfile= deptarget= depsrc= wantdep= compiles= out= prev= odd=
+for a do
+  case $prev in
+    -MF) depfile=$a; prev=; continue ;;
+    -MT|-MQ) deptarget=${deptarget:+$deptarget }$a; prev=; continue ;;
+    -o) out=$a; prev=; continue ;;
+    ?*) prev=; continue ;;
+  esac
+  case $a in
+    -MD|-MMD) wantdep=1 ;;
+    -c) compiles=1 ;;
+    -MF|-MT|-MQ|-o) prev=$a ;;
+    -MF?*) depfile=${a#-MF} ;;
+    -MT?*|-MQ?*) deptarget=${deptarget:+$deptarget }${a#-M?} ;;
+    -o?*) out=${a#-o} ;;
+    -M|-MM|-E|-MG|-Wp,*|-x|-Xclang|-Xpreprocessor) odd=1 ;;
+    -I|-isystem|-iquote|-idirafter|-include|-imacros|-D|-U|-L|-l|-target|-Xlinker) prev=$a ;;
+    -*) ;;
+    *.c|*.cc|*.cpp|*.cxx|*.c++|*.C|*.cp|*.CPP|*.S|*.s|*.m|*.mm)
+      if [ -n "$depsrc" ]; then odd=1; fi; depsrc=$a ;;
+  esac
+done
+if [ -n "$wantdep" ] && [ -n "$compiles" ] && [ -z "$odd" ] && [ -n "$depsrc" ] \
+    && [ -n "$out" ]; then
+  [ -n "$depfile" ] || depfile=${out%.*}.d
+  [ -n "$deptarget" ] || deptarget=$out
+  case "$deptarget$depsrc" in
+    *[!A-Za-z0-9_./+=,@%~-]*) ;;
+    *)
+      for a do
+        shift
+        case $prev in
+          drop) prev=; continue ;;
+        esac
+        case $a in
+          -MD|-MMD|-MP|-MF?*|-MT?*|-MQ?*) continue ;;
+          -MF|-MT|-MQ) prev=drop; continue ;;
+        esac
+        set -- "$@" "$a"
+      done
+      printf '%s: %s\n' "$deptarget" "$depsrc" > "$depfile" || exit 1 ;;
+  esac
+fi
+"""
+
+
 def wrapper_scripts(layout: ZigLayout, version: str, triple: str,
                     extra_maps: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """Each wrapper's text. Every value is quoted; none comes from a recipe.
@@ -261,7 +314,8 @@ def wrapper_scripts(layout: ZigLayout, version: str, triple: str,
             else sub
         scripts[name] = (f"#!/bin/sh\n# written by kiln: zig {version} {sub}"
                          + (f" for {triple}" if compiles else "") + "\n"
-                         + exports + f'exec {q(zig)} {args} "$@"\n')
+                         + exports + (DEPFILE_EDIT if compiles else "")
+                         + f'exec {q(zig)} {args} "$@"\n')
     return scripts
 
 

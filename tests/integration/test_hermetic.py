@@ -495,8 +495,12 @@ KILNFIX_FILES = {
                  # the linker by name, as libtool does: kiln's LD, zig's lld (the host's
                  # ld is hidden)
                  "\t$(LD) -shared -soname libkilnfix.so.1 -o $@ kilnfix.o\n"
-                 "kilnfix.o: kilnfix.c kilnfix.h\n\t$(CC) $(CFLAGS) -c kilnfix.c -o $@\n"
-                 "install: all\n\tmkdir -p $(PREFIX)/lib $(PREFIX)/include\n"
+                 # a dependency file, as automake, CMake and ninja ask for: zig caches
+                 # no such compile, so kiln's wrappers write it and hand zig a plain one
+                 "kilnfix.o: kilnfix.c kilnfix.h\n"
+                 "\t$(CC) $(CFLAGS) -MD -MP -MF kilnfix.d -c kilnfix.c -o $@\n"
+                 "install: all\n\tmkdir -p $(PREFIX)/lib $(PREFIX)/include $(PREFIX)/share\n"
+                 "\tcp kilnfix.d $(PREFIX)/share/\n"
                  "\tcp libkilnfix.a $(PREFIX)/lib/\n"
                  "\tcp libkilnfix.so $(PREFIX)/lib/libkilnfix.so.1\n"
                  "\tln -sf libkilnfix.so.1 $(PREFIX)/lib/libkilnfix.so\n"
@@ -575,6 +579,13 @@ def test_a_declared_library_is_built_sealed_recorded_cached_and_rebuilt_by_the_t
     from kiln.toolchain.cpython import tree_digest
     assert tree_digest(chains["rebuild"] / "prefix") == lib["tree_sha256"]
     assert "kilnfix built by the rebuild" in record["repro"]["rebuild_compiles"]
+    # Its compile asked for a dependency file: zig's cache still holds the object (in each
+    # chain), and the dependency file names the object and its source.
+    from kiln.toolchain.zig import zig_cache_root
+    for chain in ("build", "rebuild"):
+        assert list((zig_cache_root(cache / "tools") / chain).glob("o/*/kilnfix.o")), chain
+    assert (chains["build"] / "prefix" / "share" / "kilnfix.d").read_text() == \
+        "kilnfix.o: kilnfix.c\n"
 
     # Another recipe needing the same library takes it from the cache.
     other = _library_recipe(tmp_path, "libdemo-two")
