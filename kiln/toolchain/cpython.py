@@ -284,6 +284,10 @@ def config_vars(minor: str, arch: str, pyconfig: str) -> dict[str, str | int]:
         "LDLIBRARY": f"libpython{minor}.a", "LDSHARED": "cc -pthread -shared", "LDVERSION": minor,
         "LIBDEST": f"{prefix}/lib/python{minor}", "LIBDIR": f"{prefix}/lib",
         "LIBPC": f"{prefix}/lib/pkgconfig", "LIBPL": libpl, "LIBRARY": f"libpython{minor}.a",
+        # Empty on Linux since 3.8: extensions do not link libpython. meson reads a missing
+        # LIBPYTHON as "yes", looks for libpython3.X.so, and finds no python3 dependency
+        # (Cython's sanity check: "Cython requires python3 dependency for link testing").
+        "LIBPYTHON": "",
         "LIBS": "-ldl -lpthread", "LINKFORSHARED": "-Xlinker -export-dynamic",
         "MACHDEP": "linux", "MODLIBS": "", "MULTIARCH": triple,
         "MULTIARCH_CPPFLAGS": f'-DMULTIARCH=\\"{triple}\\"', "OPT": opt,
@@ -362,16 +366,26 @@ class CPythonDescription:
 
 
 
+def sysconfig_text(minor: str, arch: str, pin: HeaderPin, pyconfig: str) -> str:
+    """kiln's sysconfigdata module for CPython ``minor`` on ``arch``. Made from the cached
+    headers' pyconfig.h on every use, never kept: a sysconfig kept in the cache outlived the
+    code that wrote it (a change of the compile flags reached no warm cache)."""
+    return render_sysconfigdata(config_vars(minor, arch, pyconfig),
+                                f"CPython {minor} for linux-{arch}, headers from "
+                                f"{pin.describe()}")
+
+
 def _load(root: Path, pin: HeaderPin, arch: str) -> CPythonDescription | None:
     try:
         info = json.loads((root / MANIFEST).read_text())
-        text = (root / "sysconfig.py").read_text()
+        pyconfig = (root / "include" / f"python{pin.minor}" / "pyconfig.h").read_text()
     except (OSError, ValueError):
         return None
     if info.get("deb_sha256") != pin.sha256 or info.get("headers_sha256") != pin.tree(arch) \
             or info.get("layout") != LAYOUT:
         return None
-    return CPythonDescription(pin.minor, arch, pin, root, pin.tree(arch), text)
+    return CPythonDescription(pin.minor, arch, pin, root, pin.tree(arch),
+                              sysconfig_text(pin.minor, arch, pin, pyconfig))
 
 
 def fetch_package(pin: HeaderPin, downloads: Path, find_links: tuple[str, ...] = ()) -> Path:
@@ -436,11 +450,6 @@ def prepare(minor: str, target: Target, cache: Path, *,
                     hint="kiln/resources/cpython.toml and kiln's code disagree: reinstall kiln")
             # After the digest, which pins the headers as the package has them.
             (made / "include" / SHARED_INCLUDE).symlink_to(f"python{minor}")
-            text = render_sysconfigdata(
-                config_vars(minor, arch, (made / "include" / f"python{minor}" /
-                                          "pyconfig.h").read_text()),
-                f"CPython {minor} for linux-{arch}, headers from {pin.describe()}")
-            write_atomic(made / "sysconfig.py", text)
             write_atomic(made / MANIFEST, json.dumps({
                 "minor": minor, "arch": arch, "deb_sha256": pin.sha256,
                 "headers_sha256": digest, "layout": LAYOUT, "source": pin.describe()},

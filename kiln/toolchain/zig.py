@@ -286,6 +286,28 @@ fi
 """
 
 
+# meson makes its internal static libraries thin (`ar csrDT`): an archive that only names
+# its objects. zig's linker reads no thin archive ("unexpected token in LD script: literal:
+# '!<thin>'"), so the ar wrapper makes a whole one (the same objects, inside it): the T
+# modifier comes off the operation, and --thin goes.
+THIN_ARCHIVE_EDIT = r"""first=1
+for a do
+  shift
+  if [ -n "$first" ]; then
+    first=
+    case $a in
+      *[!A-Za-z-]*) ;;
+      -*T*|[A-Za-z]*T*) a=$(printf '%s' "$a" | tr -d T) ;;
+    esac
+  fi
+  case $a in
+    --thin) continue ;;
+  esac
+  set -- "$@" "$a"
+done
+"""
+
+
 def wrapper_scripts(layout: ZigLayout, version: str, triple: str,
                     extra_maps: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """Each wrapper's text. Every value is quoted; none comes from a recipe.
@@ -315,6 +337,7 @@ def wrapper_scripts(layout: ZigLayout, version: str, triple: str,
         scripts[name] = (f"#!/bin/sh\n# written by kiln: zig {version} {sub}"
                          + (f" for {triple}" if compiles else "") + "\n"
                          + exports + (DEPFILE_EDIT if compiles else "")
+                         + (THIN_ARCHIVE_EDIT if name == "ar" else "")
                          + f'exec {q(zig)} {args} "$@"\n')
     return scripts
 

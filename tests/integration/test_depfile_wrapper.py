@@ -78,3 +78,36 @@ def test_joined_options_and_a_default_dependency_file_name(cc):
 def test_anything_else_is_passed_on_as_given(cc, args):
     assert cc(*args) == list(args)
     assert not (cc.work / "a.d").exists()
+
+
+@pytest.fixture
+def ar(tmp_path: Path):
+    install = tmp_path / "zig"
+    (install / "ziglang").mkdir(parents=True)
+    (install / "ziglang" / "zig").write_text(FAKE_ZIG)
+    (install / "ziglang" / "zig").chmod(0o755)
+    layout = zig.ZigLayout(str(install), str(tmp_path / "cache"), str(tmp_path / "bin"))
+    script = tmp_path / "ar"
+    script.write_text(zig.wrapper_scripts(layout, "0.15.2", "x86_64-linux-gnu.2.17")["ar"])
+    script.chmod(0o755)
+
+    def run(*args: str) -> list[str]:
+        seen = tmp_path / "args.json"
+        subprocess.run([str(script), *args], cwd=tmp_path, check=True,
+                       env={"PATH": "/usr/bin:/bin", "ZIG_ARGS": str(seen)})
+        given = json.loads(seen.read_text())
+        assert given[0] == "ar", given
+        return given[1:]
+
+    return run
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (("csrDT", "lib.a", "a.o", "b.o"), ["csrD", "lib.a", "a.o", "b.o"]),   # meson's
+    (("-rcT", "lib.a", "T.o"), ["-rc", "lib.a", "T.o"]),                    # only the operation
+    (("rc", "--thin", "lib.a", "a.o"), ["rc", "lib.a", "a.o"]),
+    (("qc", "lib.a", "a.o"), ["qc", "lib.a", "a.o"]),                       # CMake's, untouched
+    (("--format=gnu", "rcs", "lib.a"), ["--format=gnu", "rcs", "lib.a"]),
+])
+def test_the_archiver_makes_no_thin_archive(ar, args, expected):
+    assert ar(*args) == expected

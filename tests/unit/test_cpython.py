@@ -26,6 +26,15 @@ def test_every_cpython_names_the_same_include_folder():
     assert "-fno-strict-overflow" in str(made["3.11"]["CFLAGS"])
 
 
+@pytest.mark.parametrize("minor", MINORS)
+def test_extensions_link_no_libpython(minor):
+    """As on every Linux CPython since 3.8: meson reads a missing LIBPYTHON as "link it",
+    looks for libpython3.X.so, and finds no python3 dependency."""
+    values = cpython.config_vars(minor, "x86_64", "")
+    assert values["LIBPYTHON"] == ""
+    assert values["Py_ENABLE_SHARED"] == 0
+
+
 def _fake_package(unpacked: Path, minor: str) -> None:
     include = unpacked / "usr" / "include"
     (include / f"python{minor}").mkdir(parents=True)
@@ -65,6 +74,15 @@ def test_the_headers_are_also_at_the_shared_folder_and_an_older_layout_is_remade
     manifest.write_text(manifest.read_text().replace(f'"layout": {cpython.LAYOUT}', '"x": 0'))
     assert cpython._load(old, pin, "x86_64") is None
     assert cpython._load(made.root, pin, "x86_64") is not None
+
+    # The sysconfig follows the code that describes CPython, not what an earlier kiln kept.
+    real_vars = cpython.config_vars
+    monkeypatch.setattr(cpython, "config_vars",
+                        lambda *a: {**real_vars(*a), "KILN_TEST_FLAG": "changed"})
+    again = cpython.prepare(minor, target, tmp_path / "cache")
+    assert again.root == made.root
+    assert "'KILN_TEST_FLAG': 'changed'" in again.sysconfig_text
+    assert again.sysconfig_sha256 != made.sysconfig_sha256
 
 
 @pytest.mark.parametrize("minor", MINORS)
