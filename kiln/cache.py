@@ -13,6 +13,7 @@ from pathlib import Path
 
 from kiln import record as record_module
 from kiln.files import sha256_bytes, sha256_file
+from kiln.prune import touch
 from kiln.record import BuildRecord
 
 
@@ -55,6 +56,7 @@ class BuildCache:
         # A cached wheel is an input to everything after it: check it like a download.
         if not wheel.exists() or sha256_file(wheel) != record.wheel.sha256:
             return None
+        touch(meta)  # its age for pruning counts from its last use
         log = entry / "build.log"
         return CachedBuild(record=record, wheel=wheel, log=log if log.exists() else None)
 

@@ -40,6 +40,7 @@ from kiln.lockfile import (
 from kiln.outcomes import record_outcomes
 from kiln.proc import CancelScope, run_in_scope
 from kiln.progress import PrefixedReporter, reporter, reporting
+from kiln.prune import Bound, Busy, bound_from_env, human_size, in_use, prune
 from kiln.recipe import Recipe, canonical_backend, default_backend, load_recipe
 from kiln.record import BuildRecord, FileRef, ReproRef, record_path, write_record
 from kiln.toolchain.interpreters import find_interpreter, other_interpreter
@@ -170,14 +171,31 @@ def build_recipes(
 ) -> list[JobResult]:
     if not paths:
         raise NothingToDoError("no recipes given", hint="kiln build recipes/NAME.toml")
+    bound = bound_from_env()  # a bad KILN_CACHE_MAX_* stops the command before it builds
     results: list[JobResult] = []
-    for path in paths:
-        attempted = _build_recipe(path, options, after, results)
-        record_outcomes(options.output, attempted)  # what `kiln status` reads, failures too
-        results.extend(attempted)
-        if options.fail_fast and any(not r.ok and not r.skipped for r in results):
-            break
+    with in_use(options.cache):  # no prune removes what these builds use
+        for path in paths:
+            attempted = _build_recipe(path, options, after, results)
+            record_outcomes(options.output, attempted)  # what `kiln status` reads, failures too
+            results.extend(attempted)
+            if options.fail_fast and any(not r.ok and not r.skipped for r in results):
+                break
+    if any(r.ok and not r.cached and not r.covered_by for r in results):
+        _keep_bounded(options.cache, bound)
     return results
+
+
+def _keep_bounded(cache: Path, bound: Bound) -> None:
+    """After builds that added to the cache, prune it to ``bound``, unless another build
+    holds it (that build prunes when it ends)."""
+    try:
+        report = prune(cache, bound, wait=False)
+    except Busy:
+        return
+    if report.removed_entries:
+        reporter().note(f"cache: removed {report.removed_entries} entries "
+                        f"({human_size(report.removed_size)}) to keep {bound.describe()} "
+                        "(KILN_CACHE_MAX_SIZE, KILN_CACHE_MAX_AGE)")
 
 
 def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild],

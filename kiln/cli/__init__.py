@@ -37,6 +37,7 @@ COMMANDS = {
     "status": "kiln.cli.status",
     "toolchain": "kiln.cli.toolchain",
     "challenge": "kiln.cli.challenge",
+    "cache": "kiln.cli.cache",
 }
 # Their order is the order of ``kiln --help``.
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))

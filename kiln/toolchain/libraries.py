@@ -33,6 +33,7 @@ from kiln.errors import BuildError, FetchError, HashMismatchError, UnsupportedEr
 from kiln.files import exclusive, sha256_bytes, sha256_file, write_atomic, write_if_changed
 from kiln.installer import IndexOptions
 from kiln.progress import reporter
+from kiln.prune import touch
 from kiln.recipe import LibrarySpec
 from kiln.toolchain import debian
 from kiln.toolchain.buildtools import InstalledTool, install_tool
@@ -204,6 +205,7 @@ def _load(entry: Path, spec: LibrarySpec, source: LibrarySource,
         return None
     if info.get("key") != key or not (entry / "prefix").is_dir():
         return None
+    touch(entry / "kiln-library.json")  # its age for pruning counts from its last use
     return BuiltLibrary(spec, source, key, entry / "prefix", info["digest"], cached=True)
 
 
