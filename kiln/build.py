@@ -16,7 +16,7 @@ from kiln.buildenv import CANONICAL, Surroundings, Workspace, prefix_maps
 from kiln.errors import BuildError, KilnError
 from kiln.files import Artifact, sha256_bytes
 from kiln.observe import sandbox_text
-from kiln.progress import reporter
+from kiln.progress import Expectation, compiles_in, last_build, remember_build, reporter
 from kiln.record import (
     BuildRecord,
     CPythonRef,
@@ -38,6 +38,7 @@ from kiln.repair import repair_wheel
 from kiln.toolchain import emulation
 from kiln.toolchain.libraries import BuiltLibrary
 from kiln.toolchain.sandbox import bwrap_version
+from kiln.toolchain.zig import cache_entries
 from kiln.wheelfile import canonicalise, parse_name
 from kiln.wheeltest import TestOutcome, has_tests, run_wheel_tests, test_ref
 
@@ -114,6 +115,20 @@ def build_id(job: BuildJob, backend: Backend, toolchain: Toolchain) -> str:
     return sha256_bytes(blob)
 
 
+def _expect(job: BuildJob, toolchain: Toolchain) -> None:
+    """Tell the reporter what the last build of this recipe took, and how to count the
+    objects this one compiles (new entries in its compiler cache)."""
+    chain = toolchain.compile_cache
+    compiled = None
+    if chain is not None:
+        before = cache_entries(chain)
+
+        def compiled() -> int:
+            return cache_entries(chain) - before
+    reporter().expect(last_build(job.cache, job.recipe.project, job.interpreter.minor,
+                                 job.target.name), compiled)
+
+
 def run_build(
     job: BuildJob,
     backend: Backend,
@@ -134,9 +149,12 @@ def run_build(
                           rust=job.crates is not None)
     try:
         reporter().stage("build", job.label)
+        _expect(job, toolchain)
         t = time.monotonic()
         raw_build = backend.build(job, toolchain, ws, log)
         stages["build"] = round(time.monotonic() - t, 3)
+        remember_build(job.cache, job.recipe.project, job.interpreter.minor, job.target.name,
+                       Expectation(job.recipe.version, stages["build"], compiles_in(log)))
         if len(raw_build.wheels) != 1:
             raise BuildError(f"{job.label}: the backend made {len(raw_build.wheels)} wheels; "
                              "kiln expects one per Python and target", log=log)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kiln import proc
+from kiln.progress import Expectation, ninja_step, summarise
 
 # Logs and pipes get wide lines rather than wheel names folded over five rows.
 _WIDTH = None if sys.stdout.isatty() else 200
@@ -24,37 +24,13 @@ err = Console(stderr=True, soft_wrap=True, highlight=False,
               width=None if sys.stderr.isatty() else 200)
 
 
-# Compiler and linker command lines are long and alike; their file is what tells progress.
-_SOURCE = re.compile(r"\.(c|cc|cpp|cxx|c\+\+|m|mm|f|f90|s|S|pyx)\Z")
-_LABEL = re.compile(r"\[[A-Za-z][^\]]*\] ")  # PrefixedReporter's "[rebuild] ", not ninja's "[2/9] "
-_NINJA = re.compile(r"\[(\d+/\d+)\]\s+(.*)\Z")
-
-
-def summarise(line: str) -> tuple[str, str]:
-    """What a build-log line is doing, in a few words: ("compile", file), ("link", file) or
-    ("", the line)."""
-    text = _LABEL.sub("", line.strip(), count=1) if line.startswith("[") else line.strip()
-    words = text.split()
-    if "-c" in words:
-        sources = [w.strip("'\"") for w in words if not w.startswith("-")
-                   and _SOURCE.search(w.strip("'\""))]
-        if sources:
-            return "compile", sources[-1]
-    ninja = _NINJA.match(text)  # ninja (meson, CMake): "[181/476] Compiling C object x.c.o"
-    if ninja:
-        done, rest = ninja.group(1), ninja.group(2).split()
-        if rest and rest[0] in ("Compiling", "Building"):
-            return "compile", f"{rest[-1]} [{done}]"
-        return "", text
-    if len(words) >= 4 and words[0] == "Compiling" and words[2] == "object":  # meson
-        return "compile", words[3]
-    if words and words[0] == "Compiling" and len(words) >= 2:  # cargo
-        return "compile", " ".join(words[1:3])
-    if "-shared" in words and "-o" in words:
-        at = words.index("-o")
-        if at + 1 < len(words):
-            return "link", words[at + 1].rsplit("/", 1)[-1]
-    return "", text
+def _short(counted: str, left: str) -> str:
+    """The status line's part of the progress: "412/1021, ~12m left · "."""
+    words = counted.split()
+    head = "/".join(words[0:3:2]) if len(words) >= 3 and words[1] == "of" else ""
+    tail = left.split(" (")[0].replace("about ", "~")
+    text = ", ".join(x for x in (head, tail) if x)
+    return f"{text} · " if text else ""
 
 
 def duration(seconds: float) -> str:
@@ -80,11 +56,49 @@ class _Track:
     last_output: float = 0.0
     last_beat: float = 0.0
     running: int = 0  # subprocesses announced and not yet finished
+    expected: Expectation | None = None  # the last build of the same recipe
+    compiled: Callable[[], int] | None = None  # objects this stage compiled (not reused)
+    step: tuple[int, int] | None = None  # ninja's [done/total]
+    counted_at: float = -1.0
+    new_objects: int = 0
+
+    def _new(self, now: float) -> int:
+        """compiled(), asked at most once a second (it lists a folder)."""
+        if self.compiled is not None and now - self.counted_at >= 1.0:
+            self.counted_at, self.new_objects = now, self.compiled()
+        return self.new_objects
+
+    def progress(self, now: float) -> tuple[str, str]:
+        """("412 of ~1021 files compiled (375 new, 37 from the cache)", "about 12m left …");
+        ninja counts its own steps ("13 of 48 steps")."""
+        if self.step:
+            done, whole = self.step
+            counted = f"{done} of {whole} steps"
+        else:
+            done = self.compiles
+            whole = self.expected.compiles if self.expected else 0
+            counted = (f"{done} of ~{whole} files compiled" if done and whole
+                       else f"{done} files compiled" if done else "")
+        if self.compiles and self.compiled is not None:
+            new = min(max(self._new(now), 0), self.compiles)
+            counted += f" ({new} new, {self.compiles - new} from the cache)"
+        elapsed = now - self.started
+        left = ""
+        if done >= 10 and whole > done:
+            left = f"about {duration(elapsed * (whole - done) / done)} left"
+        elif self.expected is not None:
+            remaining = self.expected.seconds - elapsed
+            left = (f"about {duration(remaining)} left" if remaining >= 1
+                    else "longer than the last build")
+        if left and self.expected is not None:
+            left += (f" (the last build, {self.expected.version}: "
+                     f"{duration(self.expected.seconds)})")
+        return counted, left
 
     def summary(self, now: float) -> str:
         parts = [duration(now - self.started)]
-        if self.compiles:
-            parts.append(f"{self.compiles} files compiled")
+        counted, left = self.progress(now)
+        parts += [x for x in (counted, left) if x]
         parts.append(f"{self.lines} log lines")
         quiet = now - (self.last_output or self.started)
         if quiet >= TerminalReporter.HEARTBEAT:
@@ -154,6 +168,9 @@ class TerminalReporter:
             track = self._track()
             track.lines += 1
             track.last_output = now
+            step = ninja_step(line)
+            if step is not None:
+                track.step = step
             if kind == "compile":
                 track.compiles += 1
                 track.last = f"compiling {what}"
@@ -190,7 +207,8 @@ class TerminalReporter:
                 return
             width = max(20, (err.width - 10) // len(running))
             text = "  |  ".join(
-                f"{duration(now - t.started)}  {t.stage.split(' (')[0]}: {t.last}"[:width]
+                f"{duration(now - t.started)}  {t.stage.split(' (')[0]}: "
+                f"{_short(*t.progress(now))}{t.last}"[:width]
                 for t in running)
             if self._status is None:
                 self._status = err.status("")
@@ -207,6 +225,11 @@ class TerminalReporter:
 
         self._ticker = threading.Thread(target=run, name="kiln-heartbeat", daemon=True)
         self._ticker.start()
+
+    def expect(self, last: Expectation | None, compiled: Callable[[], int] | None) -> None:
+        with self._lock:
+            track = self._track()
+            track.expected, track.compiled = last, compiled
 
     def note(self, message: str) -> None:
         self._stop_status()

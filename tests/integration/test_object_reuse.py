@@ -144,3 +144,9 @@ def test_objects_without_python_h_are_compiled_once_for_every_python(run_kiln, h
             blob = b"".join(zf.read(n) for n in zf.namelist() if n.endswith(".so"))
         assert b"/kiln/python/include/python/" in blob
         assert b"/kiln/python/include/python3." not in blob
+    # What the next build of the recipe measures its progress against: every C file's
+    # compile, as its log shows them.
+    last = json.loads((cache / "progress" / "reuse-demo-3.12-linux-x86_64.json").read_text())
+    assert last["version"] == "1.0"
+    assert last["compiles"] == len(PLAIN) + 1, last
+    assert last["seconds"] > 0

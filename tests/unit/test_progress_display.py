@@ -12,7 +12,13 @@ from rich.console import Console
 
 from kiln.cli import console
 from kiln.cli.console import TerminalReporter, summarise
-from kiln.progress import PrefixedReporter
+from kiln.progress import (
+    Expectation,
+    PrefixedReporter,
+    compiles_in,
+    last_build,
+    remember_build,
+)
 
 GCC = ("/kiln/env/bin/kiln-c++ -Wsign-compare -DNDEBUG -g -fwrapv -O3 -Wall -fPIC "
        "-DGRPC_XDS=1 -Iinclude -I/root/.pyenv/versions/3.11.7/include/python3.11 "
@@ -118,3 +124,83 @@ def test_a_build_and_its_rebuild_each_get_their_own_heartbeat(screen):
     assert len(beats) == 2
     assert any("build grpcio (cp311):" in b and "first.cc" in b for b in beats)
     assert any("build [rebuild] grpcio (cp311):" in b and "rebuild.cc" in b for b in beats)
+
+
+def test_progress_counts_against_the_last_build_and_splits_new_from_cached(screen):
+    shown = reporter()
+    shown.stage("build", "grpcio 1.85.3 (cp312, linux-x86_64)")
+    started = time.monotonic()
+    shown.expect(Expectation("1.85.2", 600.0, 100), lambda: 7)
+    shown.command(["python", "-m", "build"])
+    for _ in range(20):
+        shown.output(GCC)
+    shown.tick(started + 60)
+    beat = screen.getvalue().splitlines()[-1]
+    # 20 of the last build's 100 compiles in a minute: four more minutes at this pace.
+    assert "20 of ~100 files compiled (7 new, 13 from the cache)" in beat
+    assert "about 4m00s left (the last build, 1.85.2: 10m00s)" in beat
+
+
+def test_before_any_compile_the_estimate_is_the_last_build_time(screen):
+    shown = reporter()
+    shown.stage("build", "demo")
+    started = time.monotonic()
+    shown.expect(Expectation("1.0", 600.0, 0), None)
+    shown.command(["cc"])
+    shown.tick(started + 100)
+    beat = screen.getvalue().splitlines()[-1]
+    assert "about 8m" in beat and "s left (the last build, 1.0: 10m00s)" in beat
+
+
+def test_ninja_gives_the_total_itself(screen):
+    shown = reporter()
+    shown.stage("build", "numpy")
+    started = time.monotonic()
+    shown.expect(None, lambda: 12)  # every compile made a new object
+    shown.command(["ninja"])
+    for i in range(1, 13):
+        shown.output(f"[{i}/48] Compiling C object numpy/_core/x{i}.c.o")
+    shown.output("[13/48] Generating numpy/_core/__umath_generated")
+    shown.tick(started + 31)
+    beat = screen.getvalue().splitlines()[-1]
+    # 13 of 48 steps in 31 s: 35 more take about 83 s.
+    assert "13 of 48 steps (12 new, 0 from the cache), about 1m2" in beat
+
+
+def test_the_last_build_is_remembered_per_recipe_python_and_target(tmp_path):
+    log = tmp_path / "build.log"
+    log.write_text("\n".join([GCC, "warning: x", GCC.replace("call.cc", "b.cc"),
+                              "[3/9] Compiling C object y.c.o"]) + "\n")
+    assert compiles_in(log) == 3
+    assert last_build(tmp_path, "grpcio", "3.12", "linux-x86_64") is None
+    remember_build(tmp_path, "grpcio", "3.12", "linux-x86_64",
+                   Expectation("1.85.3", 1500.5, compiles_in(log)))
+    assert last_build(tmp_path, "grpcio", "3.12", "linux-x86_64") == \
+        Expectation("1.85.3", 1500.5, 3)
+    assert last_build(tmp_path, "grpcio", "3.11", "linux-x86_64") is None
+
+
+def test_a_build_is_told_its_last_time_and_counts_its_new_objects(tmp_path):
+    from types import SimpleNamespace
+
+    from kiln.build import _expect
+    from kiln.progress import reporting
+
+    class Listener:
+        def expect(self, last, compiled):  # type: ignore[no-untyped-def]
+            self.last, self.compiled = last, compiled
+
+    chain = tmp_path / "zigcache" / "build"
+    (chain / "o" / "old").mkdir(parents=True)
+    remember_build(tmp_path, "demo", "3.12", "linux-x86_64", Expectation("0.9", 42.0, 5))
+    job = SimpleNamespace(cache=tmp_path, recipe=SimpleNamespace(project="demo"),
+                          interpreter=SimpleNamespace(minor="3.12"),
+                          target=SimpleNamespace(name="linux-x86_64"))
+    listener = Listener()
+    with reporting(listener):  # type: ignore[arg-type]
+        _expect(job, SimpleNamespace(compile_cache=chain))  # type: ignore[arg-type]
+    assert listener.last == Expectation("0.9", 42.0, 5)
+    assert listener.compiled() == 0
+    (chain / "o" / "new1").mkdir()
+    (chain / "o" / "new2").mkdir()
+    assert listener.compiled() == 2
