@@ -10,11 +10,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from packaging.utils import canonicalize_name
-
 from kiln.errors import LockError, RecipeError
 from kiln.files import sha256_bytes
-from kiln.recipe import Recipe
+from kiln.recipe import Recipe, canonical_name
 
 LOCK_FORMAT = "kiln lock v1"
 _PIN = re.compile(
@@ -100,7 +98,7 @@ def parse_lock(text: str, path: Path) -> Lock:
         if not hashes:
             raise RecipeError(f"{path}: {match.group('name')} has no sha256 hash",
                               hint="regenerate it with `kiln lock`")
-        pins.append(Pin(canonicalize_name(match.group("name")), match.group("version"), hashes,
+        pins.append(Pin(canonical_name(match.group("name")), match.group("version"), hashes,
                         (match.group("marker") or "").strip()))
     declared = tuple(x.strip() for x in header.get("requires", "").split(" | ") if x.strip())
     return Lock(path=path, text=text, sha256=sha256_bytes(text.encode()),

@@ -7,7 +7,6 @@ through one.
 
 from __future__ import annotations
 
-import difflib
 import re
 import shlex
 from collections.abc import Mapping
@@ -15,14 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from kiln import toml
 from kiln.errors import RecipeError
 from kiln.files import sha256_bytes
 from kiln.toolchain.targets import TARGETS, Target, host_target
+
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def canonical_name(name: str) -> str:
+    """A project name as PEP 503 compares it (packaging's canonicalize_name, without the
+    import of packaging.tags that comes with it)."""
+    return _SEPARATORS.sub("-", name).lower()
 
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 PROJECT_NAME = re.compile(r"([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])\Z", re.IGNORECASE)
@@ -168,7 +173,7 @@ class Recipe:
     @property
     def project(self) -> str:
         """The normalised project name (PEP 503)."""
-        return canonicalize_name(self.name)
+        return canonical_name(self.name)
 
     @property
     def lock_path(self) -> Path:
@@ -201,6 +206,8 @@ def default_backend(recipe: Recipe, host: Target | None = None) -> tuple[str, st
 
 
 def _suggest(word: str, choices: Any) -> str:
+    import difflib
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -350,6 +357,9 @@ def parse_recipe(text: str, path: Path) -> Recipe:
     if sde is not None and sde < 315532800:  # zip cannot store times before 1980
         raise check.fail("[build] source-date-epoch", "must be 315532800 (1980-01-01) or later")
     build_requires = check.strings("[build] requires", build.get("requires", []))
+    if build_requires:
+        # packaging.requirements is a fifth of `kiln recipe check`'s start-up: only when asked.
+        from packaging.requirements import InvalidRequirement, Requirement
     for i, requirement in enumerate(build_requires):
         try:
             Requirement(requirement)
@@ -560,7 +570,7 @@ def load_recipe(path: Path) -> Recipe:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         # `kiln recipe new` names a recipe by the project's normalized name
-        named = path.with_name(f"{canonicalize_name(path.stem)}{path.suffix}")
+        named = path.with_name(f"{canonical_name(path.stem)}{path.suffix}")
         hint = (f"did you mean {named}? (recipes are named by the normalized project name)"
                 if named != path and named.is_file() else
                 "check the path, or run `kiln recipe new NAME==VERSION` to write one")

@@ -11,8 +11,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-import tomli_w
-
 TOMLDecodeError = tomllib.TOMLDecodeError
 
 
@@ -28,4 +26,6 @@ def load(path: Path) -> dict[str, Any]:
 
 
 def dumps(data: dict[str, Any]) -> str:
+    import tomli_w
+
     return tomli_w.dumps(data)

@@ -86,16 +86,45 @@ def main() -> None:
 
         sys.stdout.write(f"kiln {__version__}\n")
         sys.exit(0)
+    from kiln.cli.recipecheck import plain_command_line
+
+    plain = plain_command_line(sys.argv[1:])
+    if plain is not None:  # kiln recipe check, without typer's start-up
+        _check_recipes(*plain)
     _run(sys.argv[1:])
 
 
-def _run(argv: list[str]) -> None:
+def _check_recipes(recipes: list[Any], json_output: bool) -> None:
+    from kiln.cli.recipecheck import recipe_check
+    from kiln.errors import KilnError
+
+    try:
+        recipe_check(recipes, json_output)
+    except KilnError as exc:
+        _failed(exc)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0)
+
+
+def _failed(exc: Any) -> None:
+    """Report a KilnError (``error:``, ``hint:``, JSON with --json) and exit with its code."""
     import traceback
 
+    from kiln.cli.app import State, report_error
+
+    if State.verbose or os.environ.get("KILN_VERBOSE"):
+        traceback.print_exc()
+    report_error(exc)
+    _error_json(type(exc).__name__, exc.message, exc.hint, exc.exit_code,
+                str(exc.log) if exc.log else None)
+    sys.exit(exc.exit_code)
+
+
+def _run(argv: list[str]) -> None:
     import typer
 
     from kiln.cli import console
-    from kiln.cli.app import State, report_error
     from kiln.errors import KilnError
 
     app = load_commands(argv)
@@ -109,12 +138,7 @@ def _run(argv: list[str]) -> None:
         console.err.print("Aborted!")
         sys.exit(1)
     except KilnError as exc:
-        if State.verbose or os.environ.get("KILN_VERBOSE"):
-            traceback.print_exc()
-        report_error(exc)
-        _error_json(type(exc).__name__, exc.message, exc.hint, exc.exit_code,
-                    str(exc.log) if exc.log else None)
-        sys.exit(exc.exit_code)
+        _failed(exc)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(code) returns its code here

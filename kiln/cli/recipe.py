@@ -18,7 +18,7 @@ from kiln.cli.common import (
     index_options,
     terminal,
 )
-from kiln.cli.console import out, print_json, table
+from kiln.cli.console import out, print_json
 from kiln.errors import KilnError, RecipeError, UsageError
 from kiln.installer import PYPI_SIMPLE
 from kiln.progress import reporting
@@ -83,31 +83,9 @@ def recipe_check(
     json_output: JsonOption = False,
 ) -> None:
     """Validate recipes and their locks; exit non-zero if any is wrong."""
-    from kiln.lockfile import check_lock, read_lock
-    from kiln.recipe import load_recipe
+    from kiln.cli.recipecheck import recipe_check as check
 
-    rows: list[dict[str, str]] = []
-    bad = 0
-    for path in recipes:
-        try:
-            recipe = load_recipe(path)
-            lock = read_lock(recipe)
-            if lock is None:
-                status, detail = "ok", "no lock yet (kiln lock writes it)"
-            else:
-                check_lock(recipe, lock, recipe.pythons)
-                status, detail = "ok", f"{recipe.label}, lock with {len(lock.pins)} pins"
-        except KilnError as exc:
-            bad += 1
-            status, detail = "error", exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-        rows.append({"recipe": str(path), "status": status, "detail": detail})
-    if json_output:
-        print_json(rows)
-    else:
-        table(None, ["recipe", "status", "detail"],
-              [[r["recipe"], r["status"], r["detail"]] for r in rows])
-    if bad:
-        raise RecipeError(f"{bad} of {len(recipes)} recipe(s) failed the check")
+    check(recipes, json_output)
 
 
 @recipe_app.command("update")

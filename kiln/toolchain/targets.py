@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import sys
 from dataclasses import dataclass
 
@@ -43,6 +42,8 @@ TARGETS: dict[str, Target] = {
 
 
 def host_target() -> Target:
+    import platform
+
     machine = platform.machine().lower()
     if sys.platform.startswith("linux"):
         arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)

@@ -54,8 +54,22 @@ def test_recipe_check_imports_the_lock_reader_not_the_build(tmp_path):
     heavy = {"kiln.lock", "kiln.pipeline", "kiln.build", "kiln.buildenv", "kiln.fetch",
              "kiln.http", "kiln.backends", "kiln.repair", "kiln.signing", "kiln.provenance"}
     assert not modules & heavy, sorted(modules & heavy)
-    # Only the recipe commands' module: not the other commands' modules and their imports.
+    # Served without typer: only the check and the console that draws its table.
     assert {m for m in modules if m.startswith("kiln.cli.")} <= {
-        "kiln.cli.app", "kiln.cli.common", "kiln.cli.console", "kiln.cli.recipe"}
+        "kiln.cli.recipecheck", "kiln.cli.console"}
     top = {name.split(".")[0] for name in modules}
-    assert not top & {"httpx", "cryptography", "sigstore"}
+    assert not top & {"typer", "click", "pydantic", "httpx", "cryptography", "sigstore"}
+    # packaging's tags (platform, sysconfig) and requirement parser are not needed to read
+    # a recipe without build requirements and its lock.
+    assert not modules & {"packaging.tags", "packaging.requirements"}
+
+
+def test_recipe_check_with_options_goes_through_typer(tmp_path):
+    sdist = make_sdist(tmp_path / "sdists", "cext-demo", "1.0", cext_files())
+    recipe = tmp_path / "cext-demo.toml"
+    recipe.write_text(recipe_text(sdist))
+    fast, _ = loaded(tmp_path, "recipe", "check", recipe, "--json")
+    slow, modules = loaded(tmp_path, "-q", "recipe", "check", recipe, "--json")
+    assert "typer" in {name.split(".")[0] for name in modules}
+    assert json.loads(fast.stdout) == json.loads(slow.stdout)
+    assert fast.returncode == slow.returncode == 0
