@@ -3,7 +3,11 @@
 In one run, on the same sdist (markupsafe 2.1.5 by default):
 
     native:    kiln build --backend host  (x86_64, the host's gcc)
-    cross:     kiln build --backend hermetic --target linux-aarch64  (zig's cache warm)
+    cross:     kiln build --backend hermetic --target linux-aarch64, each run from a cold
+               compile cache (a copy of the cache without zig's object caches: zig compiles
+               its libc stubs and runtime for aarch64, and every object of the package)
+    cross warm: the same with zig's cache as the last cross build left it (every compile a
+               hit): what a rebuild of the same inputs costs, shown beside, not the ratio
     emulated:  an aarch64 CPython, pip and gcc 12 from Debian bookworm's arm64 packages, run
                under qemu-aarch64-static: `pip wheel --use-pep517` of the sdist, which makes
                an isolated environment with the sdist's locked build requirements (offline,
@@ -42,6 +46,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from coldcache import cold_copy  # noqa: E402  (beside this script)
 
 from kiln.fetch import fetch_sdist  # noqa: E402
 from kiln.lockfile import read_lock  # noqa: E402
@@ -168,15 +174,18 @@ def main() -> None:
         scripts = host_scripts(root, scratch / "qemu-tools")
         gcc = str(scripts / "gcc")
         emulated_env = {"CC": gcc, "LDSHARED": f"{gcc} -shared"}
-        routes = ("native", "cross", "emulated", "host-pip")
+        routes = ("native", "cross", "cross-warm", "emulated", "host-pip")
         wall: dict[str, list[float]] = {k: [] for k in routes}
         cpu: dict[str, list[float]] = {k: [] for k in routes}
         for i in range(args.runs):
             timings = {
                 "native": kiln_build(args.recipe, cache, scratch / "native", "--backend",
                                      "host"),
-                "cross": kiln_build(args.recipe, cache, scratch / "cross", "--backend", "hermetic",
+                "cross": kiln_build(args.recipe, cold_copy(cache, scratch / "cold-cache"),
+                                    scratch / "cross", "--backend", "hermetic",
                                     "--target", "linux-aarch64"),
+                "cross-warm": kiln_build(args.recipe, cache, scratch / "cross-warm", "--backend",
+                                         "hermetic", "--target", "linux-aarch64"),
             }
             timings["emulated"], made = pip_wheel(str(scripts / f"python{PYTHON}"), sdist,
                                                   wheels, scratch / "emu", emulated_env)
@@ -194,7 +203,8 @@ def main() -> None:
     mc = {k: statistics.median(v) for k, v in cpu.items()}
     labels = {
         "native": "native   kiln build --backend host (x86_64)",
-        "cross": "cross    kiln build --backend hermetic --target linux-aarch64",
+        "cross": "cross    kiln build --backend hermetic --target linux-aarch64 (cold)",
+        "cross-warm": "         the same, zig's object cache warm (all hits)",
         "emulated": "emulated pip wheel under qemu (aarch64 CPython, pip, gcc)",
         "host-pip": "host     pip wheel on the host (x86_64 CPython, gcc)",
     }

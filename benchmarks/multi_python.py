@@ -15,7 +15,11 @@ and how many objects each compile chain holds afterwards (what was compiled: a h
 a new object).
 
     .venv/bin/python benchmarks/multi_python.py [--recipe recipes/brotli.toml] [--runs 1]
-        [--one 3.11] [--pythons 3.10 3.11 3.12 3.13]
+        [--one 3.11] [--pythons 3.10 3.11 3.12 3.13] [--seed ~/.cache/kiln]
+
+--seed takes an existing kiln cache as the warm-up's result (the same parts are left out),
+which spares a big recipe's warm-up build (grpcio: about half an hour); it must be on the
+same file system as the temporary folder (the copy is hard links).
 
 Goal (issue 15): four Pythons ≤ 1.5× one.
 """
@@ -37,11 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from coldcache import cold_copy  # noqa: E402  (beside this script)
+
 from kiln.recipe import load_recipe  # noqa: E402
 from kiln.toolchain.zig import cache_entries  # noqa: E402
-
-# What a timed run does not get from the warm-up's cache: it compiles, or builds, these.
-COLD = ("zigcache-*", "builds", "libraries", "work")
 
 
 def _cpu() -> float:
@@ -66,16 +69,6 @@ def kiln_build(recipe: Path, cache: Path, out: Path, pythons: list[str],
     return elapsed, _cpu() - cpu
 
 
-def cold_copy(seed: Path, dest: Path) -> Path:
-    """``seed`` without its object caches and finished builds (hard links: nothing is
-    written to a cache's files in place)."""
-    def skipped(folder: str, names: list[str]) -> list[str]:
-        return [n for n in names if any(Path(n).match(p) for p in COLD)]
-
-    shutil.copytree(seed, dest, symlinks=True, ignore=skipped, copy_function=os.link)
-    return dest
-
-
 def objects(cache: Path) -> dict[str, int]:
     """How many objects each compile chain (build, rebuild) holds."""
     return {chain.name: cache_entries(chain)
@@ -89,14 +82,17 @@ def main() -> None:
     parser.add_argument("--pythons", nargs="+", default=["3.10", "3.11", "3.12", "3.13"])
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep the caches and wheels")
+    parser.add_argument("--seed", type=Path,
+                        help="a kiln cache to start each run from, instead of a warm-up build")
     args = parser.parse_args()
     recipe = args.recipe.resolve()
     label = load_recipe(recipe).label
 
     base = Path(tempfile.mkdtemp(prefix="kiln-multi-python-"))
-    seed = base / "seed"
-    # The warm-up: toolchain, CPython descriptions, sdist and build requirements.
-    kiln_build(recipe, seed, base / "wh-seed", args.pythons)
+    seed = args.seed.expanduser().resolve() if args.seed else base / "seed"
+    if not args.seed:
+        # The warm-up: toolchain, CPython descriptions, sdist and build requirements.
+        kiln_build(recipe, seed, base / "wh-seed", args.pythons)
     times: dict[str, list[tuple[float, float]]] = {"one": [], "four": []}
     held: dict[str, dict[str, int]] = {}
     for run in range(args.runs):
