@@ -39,7 +39,7 @@ from kiln.toolchain import emulation
 from kiln.toolchain.libraries import BuiltLibrary
 from kiln.toolchain.sandbox import bwrap_version
 from kiln.toolchain.zig import cache_entries
-from kiln.wheelfile import canonicalise, parse_name
+from kiln.wheelfile import canonicalise, normalise_zig_builtin_paths, parse_name
 from kiln.wheeltest import TestOutcome, has_tests, run_wheel_tests, test_ref
 
 # Bumped whenever kiln changes what it does to a build in a way that changes its bytes.
@@ -180,6 +180,7 @@ def run_build(
             final = fixed.wheel
             repair = RepairRef(tool=fixed.tool, policy=fixed.policy, grafted=list(fixed.grafted),
                                raw=FileRef(**raw_ref.__dict__))
+        zig_paths = normalise_zig_builtin_paths(final)
         canonicalise(final, job.source_date_epoch)
         stages["repair"] = round(time.monotonic() - t, 3)
 
@@ -242,6 +243,7 @@ def run_build(
             zip_canonical=True,
             umask=f"{job.surroundings.umask:03o}",
             fixed_environment=fixed_env,
+            zig_builtin_paths=zig_paths,
         ),
         sandbox=(SandboxRef(tool=raw_build.isolation.tool, network=raw_build.isolation.network)
                  if raw_build.isolation else

@@ -173,7 +173,9 @@ def build_recipes(
         raise NothingToDoError("no recipes given", hint="kiln build recipes/NAME.toml")
     bound = bound_from_env()  # a bad KILN_CACHE_MAX_* stops the command before it builds
     results: list[JobResult] = []
-    with in_use(options.cache):  # no prune removes what these builds use
+    # No prune removes what these builds use; a build that makes the cache holds it from
+    # when its inputs are fetched (below), so a refused recipe leaves no cache behind.
+    with in_use(options.cache, if_exists=True):
         for path in paths:
             attempted = _build_recipe(path, options, after, results)
             record_outcomes(options.output, attempted)  # what `kiln status` reads, failures too
@@ -226,37 +228,39 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
     _noted(out)
     if not targets:
         return out
-    # Oldest Python first: an abi3 wheel built with it serves the newer ones.
-    for python in sorted(pythons, key=_version_key):
-        for target in targets:
-            result = JobResult(recipe=path, label=f"{recipe.label} (cp{python.replace('.', '')}, "
-                               f"{target.name})", python=python, target=target.name)
-            started = time.monotonic()
-            try:
-                interp = find_interpreter(python, _python_path(options, python))
-                job = BuildJob(recipe=recipe, interpreter=interp, target=target, source=source,
-                               lock=lock, test_lock=test_lock, source_date_epoch=epoch,
-                               index=options.index,
-                               surroundings=CANONICAL, cache=options.cache,
-                               extra_env=options.extra_env, system_packages=system,
-                               jobs=options.jobs or cpu_count(),
-                               crates=crates)
-                covering = _covering(out, python, target)
-                if covering is not None:
-                    _test_covered(job, covering, options, result)
-                else:
-                    _build_job(job, backend, options, result)
-                    for step in after:
-                        step(result)
-                result.ok = True
-            except KilnError as exc:
-                result.error = exc
-                result.log = exc.log or result.log
-            result.seconds = round(time.monotonic() - started, 3)
-            out.append(result)
-            if options.fail_fast and not result.ok:
-                return out
-    return out
+    with in_use(options.cache):  # from here on it writes what a prune would remove
+        # Oldest Python first: an abi3 wheel built with it serves the newer ones.
+        for python in sorted(pythons, key=_version_key):
+            for target in targets:
+                tag = f"cp{python.replace('.', '')}"
+                result = JobResult(recipe=path, label=f"{recipe.label} ({tag}, {target.name})",
+                                   python=python, target=target.name)
+                started = time.monotonic()
+                try:
+                    interp = find_interpreter(python, _python_path(options, python))
+                    job = BuildJob(recipe=recipe, interpreter=interp, target=target, source=source,
+                                   lock=lock, test_lock=test_lock, source_date_epoch=epoch,
+                                   index=options.index,
+                                   surroundings=CANONICAL, cache=options.cache,
+                                   extra_env=options.extra_env, system_packages=system,
+                                   jobs=options.jobs or cpu_count(),
+                                   crates=crates)
+                    covering = _covering(out, python, target)
+                    if covering is not None:
+                        _test_covered(job, covering, options, result)
+                    else:
+                        _build_job(job, backend, options, result)
+                        for step in after:
+                            step(result)
+                    result.ok = True
+                except KilnError as exc:
+                    result.error = exc
+                    result.log = exc.log or result.log
+                result.seconds = round(time.monotonic() - started, 3)
+                out.append(result)
+                if options.fail_fast and not result.ok:
+                    return out
+        return out
 
 
 def fetch_rust_crates(recipe: Recipe, source: FetchedSource, options: BuildOptions,

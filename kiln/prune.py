@@ -158,8 +158,12 @@ class PruneReport:
 
 
 @contextlib.contextmanager
-def in_use(cache: Path) -> Iterator[None]:
-    """Hold the cache for a build: pruning waits (or is skipped) until it is let go."""
+def in_use(cache: Path, *, if_exists: bool = False) -> Iterator[None]:
+    """Hold the cache for a build: pruning waits (or is skipped) until it is let go.
+    ``if_exists``: hold it only if it is there already (a refused build makes no cache)."""
+    if if_exists and not cache.is_dir():
+        yield
+        return
     cache.mkdir(parents=True, exist_ok=True)
     with (cache / LOCK_NAME).open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_SH)

@@ -132,6 +132,8 @@ class Normalisation(Model):
     zip_canonical: bool
     umask: str
     fixed_environment: dict[str, str]
+    # ELF members whose zig builtin folder digests (random per zig process) were zeroed
+    zig_builtin_paths: list[str] = Field(default_factory=list)
 
 
 class SandboxRef(Model):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import email.parser
+import hashlib
 import os
+import re
 import stat
 import time
 import zipfile
@@ -109,6 +112,54 @@ def canonicalise(wheel: Path, epoch: int) -> bool:
         return False
     os.replace(tmp, wheel)
     return True
+
+
+# zig 0.15 names the folder of each compilation's generated builtin.zig (``<cache>/b/<32 hex>``)
+# by a digest that differs from one zig process to the next for the same compilation, and its
+# compiler_rt, built in the cache, carries that folder in its debug info: two clean builds of
+# the same wheel differed in those 32 characters once the wheel linked a compiler_rt function
+# (grpcio: 128-bit division). The folder is zig's scratch space, like a build folder a
+# prefix map hides; the digest becomes zeros, the same length, so no offset moves.
+_ZIG_BUILTIN = re.compile(rb"(/zig-cache/b/|/zigcache-[0-9a-f]{12}/[a-z]+/b/)[0-9a-f]{32}(?=\x00)")
+_ZEROS = b"0" * 32
+
+
+def normalise_zig_builtin_paths(wheel: Path) -> list[str]:
+    """Rewrite the digests of zig's builtin folders in ``wheel``'s ELF members (their RECORD
+    lines follow); return the members that changed."""
+    with zipfile.ZipFile(wheel) as src:
+        dist_info = dist_info_dir(src)
+        changed: dict[str, bytes] = {}
+        for info in src.infolist():
+            if info.is_dir() or info.file_size < 4:
+                continue
+            data = src.read(info)
+            if data[:4] != b"\x7fELF":
+                continue
+            fixed = _ZIG_BUILTIN.sub(lambda m: m.group(1) + _ZEROS, data)
+            if fixed != data:
+                changed[info.filename] = fixed
+        if not changed:
+            return []
+        record_name = f"{dist_info}/RECORD"
+        lines = src.read(record_name).decode().splitlines()
+        for i, line in enumerate(lines):
+            path = line.rsplit(",", 2)[0]
+            if path in changed:
+                digest = base64.urlsafe_b64encode(hashlib.sha256(changed[path]).digest())
+                lines[i] = f"{path},sha256={digest.decode().rstrip('=')},{len(changed[path])}"
+        tmp = wheel.with_name(wheel.name + ".zig-paths")
+        with atomic_writer(tmp) as raw, zipfile.ZipFile(raw, "w") as dst:
+            for info in src.infolist():
+                if info.filename in changed:
+                    data = changed[info.filename]
+                elif info.filename == record_name:
+                    data = ("\n".join(lines) + "\n").encode()
+                else:
+                    data = src.read(info)
+                dst.writestr(info, data)
+    os.replace(tmp, wheel)
+    return sorted(changed)
 
 
 def elf_members(wheel: Path) -> list[str]:
