@@ -43,10 +43,11 @@ from kiln.wheelfile import canonicalise, normalise_zig_builtin_paths, parse_name
 from kiln.wheeltest import TestOutcome, has_tests, run_wheel_tests, test_ref
 
 # Bumped whenever kiln changes what it does to a build in a way that changes its bytes.
+# 7: zig's builtin folder digests zeroed in ELF members after repair;
 # 6: CPython's headers at /kiln/python/include/python for every X.Y, which debug info names
 # (the compiles that do not read Python.h are then one compile for every Python);
 # 5: temp-folder maps, C++ by extension; 4: hermetic; 3: libc, meson
-NORMALISATION_VERSION = "6"
+NORMALISATION_VERSION = "7"
 
 
 @dataclass(frozen=True)
