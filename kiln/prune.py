@@ -89,12 +89,16 @@ def parse_age(text: str, what: str) -> float | None:
     return float(match.group(1)) * _SECONDS[match.group(2).lower()]
 
 
+def parse_bound(size: str | None, age: str | None, *, size_name: str = "KILN_CACHE_MAX_SIZE",
+                age_name: str = "KILN_CACHE_MAX_AGE") -> Bound:
+    """A bound from its two texts (None: the default); errors name ``size_name``/``age_name``."""
+    return Bound(max_size=DEFAULT_MAX_SIZE if size is None else parse_size(size, size_name),
+                 max_age=DEFAULT_MAX_AGE if age is None else parse_age(age, age_name))
+
+
 def bound_from_env(environ: Mapping[str, str] | None = None) -> Bound:
     env = os.environ if environ is None else environ
-    size, age = env.get("KILN_CACHE_MAX_SIZE"), env.get("KILN_CACHE_MAX_AGE")
-    return Bound(
-        max_size=DEFAULT_MAX_SIZE if size is None else parse_size(size, "KILN_CACHE_MAX_SIZE"),
-        max_age=DEFAULT_MAX_AGE if age is None else parse_age(age, "KILN_CACHE_MAX_AGE"))
+    return parse_bound(env.get("KILN_CACHE_MAX_SIZE"), env.get("KILN_CACHE_MAX_AGE"))
 
 
 def human_size(n: float) -> str:

@@ -31,11 +31,9 @@ _TITLES = {"objects": "compiled objects (zig's caches)", "builds": "finished bui
 
 
 def _bound(max_size: str | None, max_age: str | None) -> Bound:
-    from kiln.prune import DEFAULT_MAX_AGE, DEFAULT_MAX_SIZE, Bound, parse_age, parse_size
+    from kiln.prune import parse_bound
 
-    return Bound(
-        max_size=DEFAULT_MAX_SIZE if max_size is None else parse_size(max_size, "--max-size"),
-        max_age=DEFAULT_MAX_AGE if max_age is None else parse_age(max_age, "--max-age"))
+    return parse_bound(max_size, max_age, size_name="--max-size", age_name="--max-age")
 
 
 def _when(stamp: float | None) -> str:
