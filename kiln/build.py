@@ -120,14 +120,14 @@ def _expect(job: BuildJob, toolchain: Toolchain) -> None:
     """Tell the reporter what the last build of this recipe took, and how to count the
     objects this one compiles (new entries in its compiler cache)."""
     chain = toolchain.compile_cache
-    compiled = None
-    if chain is not None:
-        before = cache_entries(chain)
+    before = cache_entries(chain) if chain is not None else 0
 
-        def compiled() -> int:
-            return cache_entries(chain) - before
+    def compiled() -> int:
+        assert chain is not None
+        return cache_entries(chain) - before
+
     reporter().expect(last_build(job.cache, job.recipe.project, job.interpreter.minor,
-                                 job.target.name), compiled)
+                                 job.target.name), compiled if chain is not None else None)
 
 
 def run_build(
