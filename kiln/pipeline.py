@@ -495,7 +495,14 @@ def _both_builds(job: BuildJob, backend: Backend, toolchain: Toolchain, options:
                         functools.partial(first, shares[0]))
         b = pool.submit(copy_context().run, run_in_scope, scopes["rebuild"],
                         functools.partial(second, shares[1]))
-        done, _ = wait([a, b], return_when=FIRST_EXCEPTION)
+        try:
+            done, _ = wait([a, b], return_when=FIRST_EXCEPTION)
+        except BaseException:
+            # Ctrl-C or SIGTERM: stop both builds' programs, or leaving this block would
+            # wait for them to finish (an hour, for grpcio).
+            for scope in scopes.values():
+                scope.cancel("kiln was stopped")
+            raise
         failed = next((f for f in (a, b) if f in done and f.exception() is not None), None)
         if failed is not None:
             # No point finishing the twin of a failed build: stop it, report the failure.

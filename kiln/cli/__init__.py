@@ -129,6 +129,7 @@ def _run(argv: list[str]) -> None:
 
     app = load_commands(argv)
     console.printed_json = False
+    _stop_on_sigterm()
     try:
         # Not standalone: typer then raises a command line it cannot parse, to be JSON too.
         code = app(standalone_mode=False)
@@ -141,7 +142,28 @@ def _run(argv: list[str]) -> None:
         _failed(exc)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        if Terminated.received:  # typer returns 130 for any KeyboardInterrupt
+            console.err.print("Stopped (SIGTERM): what kiln had started is stopped too.")
+            sys.exit(143)
     sys.exit(code if isinstance(code, int) else 0)  # typer.Exit(code) returns its code here
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C, so the same clean-up runs: the
+    programs kiln started are stopped and temporary folders removed."""
+
+    received = False
+
+
+def _stop_on_sigterm() -> None:
+    import signal
+
+    def stop(signum: int, frame: object) -> None:
+        Terminated.received = True
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _parse_error() -> type[Exception]:

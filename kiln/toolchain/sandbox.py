@@ -51,6 +51,21 @@ def bwrap_version() -> str:
 
 
 @functools.cache
+def pid_namespace_works() -> bool:
+    """Whether bubblewrap can give the build its own PID namespace here: then every
+    process the build starts, even one that left its session, ends with the sandbox."""
+    exe = bwrap_path()
+    if exe is None:
+        return False
+    probe = subprocess.run(
+        [exe, "--ro-bind", "/", "/", "--unshare-pid", "--dev", "/dev", "--proc", "/proc",
+         "true"],
+        capture_output=True, check=False,
+    )
+    return probe.returncode == 0
+
+
+@functools.cache
 def unshare_net_works() -> bool:
     found = shutil.which("unshare")
     if not found:
@@ -145,6 +160,10 @@ class Sandbox:
                            "--hostname", self.hostname]
         if not network:
             args.append("--unshare-net")
+        if pid_namespace_works():
+            # --die-with-parent ends only bubblewrap's own child; a PID namespace ends with
+            # its first process, so a stopped kiln leaves no compiler or backend behind.
+            args.append("--unshare-pid")
         # The host's root, read-only, entry by entry: bubblewrap's own root stays a tmpfs
         # so the fixed /kiln paths can be made without touching the host.
         for entry in _root_entries():

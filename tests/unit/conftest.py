@@ -25,5 +25,6 @@ def with_bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
     import kiln.toolchain.sandbox
 
     monkeypatch.setattr(kiln.toolchain.sandbox, "bwrap_path", lambda: Path("/usr/bin/bwrap"))
+    monkeypatch.setattr(kiln.toolchain.sandbox, "pid_namespace_works", lambda: True)
     monkeypatch.setattr(kiln.buildenv, "bwrap_path", lambda: Path("/usr/bin/bwrap"))
     monkeypatch.setattr(kiln.buildenv.shutil, "which", lambda name: f"/usr/bin/{name}")

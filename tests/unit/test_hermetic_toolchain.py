@@ -158,6 +158,7 @@ def test_writable_paths_are_bound_writable_where_they_are(tmp_path, monkeypatch)
     import kiln.toolchain.sandbox
 
     monkeypatch.setattr(kiln.toolchain.sandbox, "bwrap_path", lambda: Path("/usr/bin/bwrap"))
+    monkeypatch.setattr(kiln.toolchain.sandbox, "pid_namespace_works", lambda: True)
     cache = tmp_path / "zig-cache"
     argv = Sandbox(binds=(), tmp=tmp_path / "tmp", writable=(cache,)).wrap(["true"])
     i = argv.index(str(cache))

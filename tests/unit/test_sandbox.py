@@ -18,6 +18,7 @@ from kiln.toolchain.sandbox import Bind, Sandbox
 @pytest.fixture
 def bwrap(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox, "bwrap_path", lambda: Path("/usr/bin/bwrap"))
+    monkeypatch.setattr(sandbox, "pid_namespace_works", lambda: True)
 
 
 def _after(argv: list[str], flag: str) -> list[list[str]]:
@@ -31,6 +32,7 @@ def test_no_network_unless_asked_and_the_command_comes_last(bwrap, tmp_path):
     assert argv[0] == "/usr/bin/bwrap"
     assert "--unshare-net" in argv and "--die-with-parent" in argv
     assert "--unshare-uts" in argv and "--unshare-ipc" in argv
+    assert "--unshare-pid" in argv  # so nothing the build starts outlives it
     assert argv[argv.index("--hostname") + 1] == "kiln"
     assert argv[argv.index("--chdir") + 1] == "/kiln/src"
     assert argv[-4:] == ["--", "python", "-c", "pass"]
@@ -89,6 +91,12 @@ def test_without_bubblewrap_the_network_is_cut_with_unshare(monkeypatch, tmp_pat
     assert box.inside(tmp_path / "src") == str(tmp_path / "src")  # no fixed paths
     monkeypatch.setattr(sandbox, "_unshare_flags", lambda: ())
     assert box.wrap(["true"]) == ["true"]
+
+
+def test_no_pid_namespace_where_bubblewrap_cannot_make_one(bwrap, monkeypatch, tmp_path):
+    monkeypatch.setattr(sandbox, "pid_namespace_works", lambda: False)
+    argv = Sandbox(binds=(), tmp=tmp_path).wrap(["true"])
+    assert "--unshare-pid" not in argv and "--unshare-net" in argv
 
 
 def test_the_network_note_says_which_isolation(monkeypatch, tmp_path):
