@@ -96,8 +96,9 @@ _LIBRARY: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "subdir": (str, False),
 }
 # autotools: a GNU configure script, then make; configure: a package's own configure
-# script that takes only --prefix (zlib's), then make; cmake; make: a Makefile alone.
-LIBRARY_BUILDS = ("autotools", "configure", "cmake", "make")
+# script that takes only --prefix (zlib's), then make; cmake; make: a Makefile alone;
+# openssl: OpenSSL's Perl Configure for the target, then make and make install_sw.
+LIBRARY_BUILDS = ("autotools", "configure", "cmake", "make", "openssl")
 LIBRARY_LINKS = ("static", "shared")
 LIBRARY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9+._-]*\Z")
 DEBIAN_SUITE = "trixie"

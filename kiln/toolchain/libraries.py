@@ -52,11 +52,13 @@ LIBRARY_BUILD_VERSION = "2"  # 2: LD is zig's lld (libtool builds shared librari
 LIBRARY_CFLAGS = ("-O2", "-fPIC")
 # What a library build needs of the build tools, by build system.
 _TOOLS_FOR = {"autotools": ("pkg-config",), "configure": ("pkg-config",),
-              "make": ("pkg-config",),
+              "make": ("pkg-config",), "openssl": (),
               "cmake": ("pkg-config", "cmake", "ninja")}
 # Installed files that only name the build machine or document: not part of the library.
 _DROP = ("share/man", "share/doc", "share/info", "share/gtk-doc", "share/aclocal")
 _GNU_ARCH = {"x86_64": "x86_64", "aarch64": "aarch64"}
+# OpenSSL's Configure names the platform it builds for; CC (kiln's zig) does the rest.
+_OPENSSL_TARGET = {"x86_64": "linux-x86_64", "aarch64": "linux-aarch64"}
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,17 @@ def fetch_source(spec: LibrarySpec, cache: Path) -> LibrarySource:
     target = folder / f"{spec.sha256[:16]}-{filename}"
     if not (target.is_file() and sha256_file(target) == spec.sha256):
         target.unlink(missing_ok=True)
-        http.download(url, target, sha256=spec.sha256,
-                      what=f"[library.{spec.name}] source {filename}")
+        try:
+            http.download(url, target, sha256=spec.sha256,
+                          what=f"[library.{spec.name}] source {filename}")
+        except FetchError as exc:
+            if spec.debian and "HTTP 404" in exc.message:
+                # Seen here: an index that lists a stable update the mirror does not have.
+                versions = debian.load_sources(spec.suite, cache / "downloads" / "debian")
+                exc.hint = (f"Debian {spec.suite}'s signed index lists {described}, but the "
+                            "mirror has no such file; pin another version it lists ("
+                            f"{_origs(versions.get(spec.debian, []))}) or another suite")
+            raise
     write_atomic(found, json.dumps({"source": spec.source, "url": url, "filename": filename,
                                     "file": target.name, "sha256": spec.sha256,
                                     "debian": described}))
@@ -147,15 +158,19 @@ def _debian_orig(spec: LibrarySpec, downloads: Path) -> tuple[str, str, str]:
             if ".orig." in filename and not filename.endswith(".asc") and sha == spec.sha256:
                 return (f"{debian.MIRROR}/{package.directory}/{filename}", filename,
                         f"{package.name} {package.version} ({spec.suite})")
-    have = "; ".join(
-        f"{p.version}: " + ", ".join(f"{f} {s}" for s, _, f in p.files
-                                     if ".orig." in f and not f.endswith(".asc"))
-        for p in versions)
     raise HashMismatchError(
         f"[library.{spec.name}] sha256: no .orig tarball of Debian {spec.suite}'s "
         f"{spec.debian} has sha256 {spec.sha256}",
-        hint=f"the signed index lists {have}; pin one of those (check it is the version you "
-             "want), or name the suite that still has yours")
+        hint=f"the signed index lists {_origs(versions)}; pin one of those (check it is the "
+             "version you want), or name the suite that still has yours")
+
+
+def _origs(versions: Sequence[debian.SourcePackage]) -> str:
+    """Each version's .orig tarballs with their sha256, for a hint."""
+    return "; ".join(
+        f"{p.version}: " + ", ".join(f"{f} {s}" for s, _, f in p.files
+                                     if ".orig." in f and not f.endswith(".asc"))
+        for p in versions)
 
 
 def library_key(spec: LibrarySpec, lt: LibraryToolchain, deps: Sequence[BuiltLibrary],
@@ -382,6 +397,13 @@ def _commands(spec: LibrarySpec, lt: LibraryToolchain, cwd: str, prefix: str,
         return [(configure, build),
                 ([f"{TOOL_BIN_INSIDE}/cmake", "--build", build, "-j", jobs], build),
                 ([f"{TOOL_BIN_INSIDE}/cmake", "--install", build], build)]
+    if spec.build == "openssl":
+        # Its Perl Configure for the wheel's target; install_sw installs the libraries and
+        # headers without building the manual pages.
+        configure = ["perl", f"{cwd}/Configure", _OPENSSL_TARGET[lt.target.arch],
+                     f"--prefix={prefix}", "--libdir=lib",
+                     "no-shared" if static else "shared", *spec.options]
+        return [(configure, cwd), (["make", f"-j{jobs}"], cwd), (["make", "install_sw"], cwd)]
     if spec.build == "make":
         args = [f"PREFIX={prefix}", f"prefix={prefix}", *spec.options]
         return [(["make", f"-j{jobs}", *args], cwd), (["make", "install", *args], cwd)]
@@ -423,8 +445,12 @@ def recorded_tools(libs: Sequence[BuiltLibrary], tools: Sequence[InstalledTool])
     """The build tools the libraries were built with, for the record's toolchain."""
     found = [Tool(t.pin.package, t.pin.version, path=t.inside, sha256=t.wheel_sha256)
              for t in tools]
-    if any(lib.spec.build in ("autotools", "configure", "make") for lib in libs):
+    if any(lib.spec.build in ("autotools", "configure", "make", "openssl") for lib in libs):
         make = describe_tool("make", "make (the host's)")
         if make is not None:
             found.append(make)
+    if any(lib.spec.build == "openssl" for lib in libs):
+        perl = describe_tool("perl", "perl (the host's)")
+        if perl is not None:
+            found.append(perl)
     return found
