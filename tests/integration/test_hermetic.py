@@ -539,11 +539,34 @@ LIBDEMO_FILES = {
 }
 
 
+# The same library behind an OpenSSL-shaped build: a Perl Configure that takes the target
+# first, then a Makefile whose "install" would build the manuals and "install_sw" does not.
+OPENSSL_LIKE_FILES = {
+    "Configure": r"""
+        use strict;
+        my ($target, @rest) = @ARGV;
+        die "Configure: unknown target '$target'\n" unless $target =~ /^linux-(x86_64|aarch64)$/;
+        my %opt = map { /^--([\w-]+)=(.*)$/ ? ($1, $2) : ($_, 1) } @rest;
+        die "Configure: no --prefix\n" unless $opt{prefix};
+        die "Configure: not asked for no-shared\n" unless $opt{"no-shared"};
+        open(my $in, "<", "Makefile.in") or die "Makefile.in: $!\n";
+        open(my $out, ">", "Makefile") or die "Makefile: $!\n";
+        while (<$in>) { s/\@PREFIX\@/$opt{prefix}/g; print $out $_; }
+    """,
+    "Makefile.in": KILNFIX_FILES["Makefile"].replace("PREFIX ?= /usr/local", "PREFIX = @PREFIX@")
+    .replace("install: all", "install:\n\t@echo 'install builds the manuals'; exit 1\n"
+             "install_sw: all"),
+    "kilnfix.h": KILNFIX_FILES["kilnfix.h"],
+    "kilnfix.c": KILNFIX_FILES["kilnfix.c"],
+}
+
+
 def _library_recipe(tmp_path: Path, name: str, sha256: str | None = None,
-                    link: str = "static") -> Path:
+                    link: str = "static", build: str = "make") -> Path:
     tarball = tmp_path / "libs" / "kilnfix-1.0.tar.gz"
     # Made once: gzip stamps the time it compresses, and the library's pin is its sha256.
-    lib = make_sdist(tmp_path / "libs", "kilnfix", "1.0", KILNFIX_FILES) \
+    files = OPENSSL_LIKE_FILES if build == "openssl" else KILNFIX_FILES
+    lib = make_sdist(tmp_path / "libs", "kilnfix", "1.0", files) \
         if not tarball.exists() else None
     files = {**LIBDEMO_FILES, "setup.py": LIBDEMO_FILES["setup.py"].replace("{name}", name)}
     extra = f"""
@@ -551,7 +574,7 @@ def _library_recipe(tmp_path: Path, name: str, sha256: str | None = None,
         version = "1.0"
         url = "{tarball.as_uri()}"
         sha256 = "{sha256 or (lib.sha256 if lib else _digest(tarball))}"
-        build = "make"
+        build = "{build}"
         link = "{link}"
     """
     return _recipe(tmp_path, name, files,
@@ -611,6 +634,21 @@ def test_a_declared_library_is_built_sealed_recorded_cached_and_rebuilt_by_the_t
     assert record["test"]["passed"] is True and record["libraries"][0]["link"] == "shared"
     assert [Path(g).name.split("-")[0] for g in record["repair"]["grafted"]] == ["libkilnfix"]
     assert "manylinux_2_17_x86_64" in record["outputs"][0]["platform_tags"]
+
+
+def test_an_openssl_build_runs_configure_for_the_target_and_install_sw(run_kiln, two_pythons,
+                                                                        warm_tools, tmp_path):
+    pyenv, _ = two_pythons
+    recipe = _library_recipe(tmp_path, "libdemo", build="openssl")
+    result, results = _build(run_kiln, recipe, tmp_path / "wh", _cache(warm_tools, tmp_path),
+                             "--python-path", f"3.11={pyenv}")
+    assert result.returncode == 0, result.stderr
+    record = results[0]["record"]
+    assert record["test"]["passed"] is True and record["hermetic"] is True
+    assert "manylinux_2_17_x86_64" in record["outputs"][0]["platform_tags"]
+    assert record["libraries"][0]["build"] == "openssl"
+    assert any(t["name"] == "perl (the host's)" and len(t["sha256"]) == 64
+               for t in record["toolchain"])
 
 
 def test_a_library_whose_source_does_not_match_its_sha256_stops_the_build(run_kiln, tmp_path):
