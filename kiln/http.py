@@ -65,6 +65,12 @@ def get_json(url: str, *, what: str = "download") -> Any:
         raise FetchError(f"{what}: {url} did not return JSON: {exc}") from exc
 
 
+def not_found(exc: FetchError) -> bool:
+    """Whether the server answered 404 (the error is raised from the HTTPError)."""
+    cause = exc.__cause__
+    return isinstance(cause, urllib.error.HTTPError) and cause.code == 404
+
+
 def _fetch_error(url: str, exc: BaseException, what: str) -> FetchError:
     if isinstance(exc, urllib.error.HTTPError):
         hint = "check the name and version" if exc.code == 404 else None

@@ -129,7 +129,7 @@ def fetch_source(spec: LibrarySpec, cache: Path) -> LibrarySource:
             http.download(url, target, sha256=spec.sha256,
                           what=f"[library.{spec.name}] source {filename}")
         except FetchError as exc:
-            if spec.debian and "HTTP 404" in exc.message:
+            if spec.debian and http.not_found(exc):
                 # Seen here: an index that lists a stable update the mirror does not have.
                 versions = debian.load_sources(spec.suite, cache / "downloads" / "debian")
                 exc.hint = (f"Debian {spec.suite}'s signed index lists {described}, but the "

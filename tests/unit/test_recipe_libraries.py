@@ -1,6 +1,7 @@
 """[library.NAME] tables: C libraries a recipe builds from pinned sources, checked like the
 rest of a recipe (the file, the field, what to do), and put in an order where each library
-follows the ones it builds against."""
+follows the ones it builds against; the steps a build kind runs, and where its source comes
+from."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from kiln.errors import RecipeError
+import kiln.http
+from kiln.errors import FetchError, RecipeError
+from kiln.installer import IndexOptions
 from kiln.recipe import parse_recipe
+from kiln.toolchain import debian, libraries
 from kiln.toolchain.debian import parse_sources
+from kiln.toolchain.libraries import LibraryToolchain, _commands
+from kiln.toolchain.targets import TARGETS
 
 BASE = """
 [package]
@@ -125,3 +131,62 @@ Checksums-Sha256:
     assert package.version == "0.2.5-2" and package.directory == "pool/main/liby/libyaml"
     assert package.files[1] == ("fa240dbf262be053f3898006d502d514936c818e422afdcf33921c63bed9bf2e",
                                 85055, "libyaml_0.2.5.orig.tar.gz")
+
+
+OPENSSL_SHA = "a8c0d28a529ca480f9f36cf5792e2cd21984552a3c8e4aa11a24aa31aeac98e8"
+OPENSSL = f"""
+[library.openssl]
+version = "3.5.7"
+debian = "openssl"
+sha256 = "{OPENSSL_SHA}"
+build = "openssl"
+options = ["no-tests", "--openssldir=/usr/local/ssl"]
+"""
+
+
+def _toolchain(target: str) -> LibraryToolchain:
+    return LibraryToolchain(triple="x", target=TARGETS[target], identity=(), binds=(),
+                            bin_inside="/kiln/toolchain/bin", hidden=(), chain="build",
+                            cache=Path("/nowhere"), index=IndexOptions())
+
+
+@pytest.mark.parametrize("target", ["linux-x86_64", "linux-aarch64"])
+def test_openssl_is_configured_for_the_wheels_target_and_installs_without_manuals(target):
+    spec = parse_recipe(BASE + OPENSSL, PATH).libraries[0]
+    steps = _commands(spec, _toolchain(target), "/kiln/lib/src", "/kiln/libs/openssl", (), "2")
+    (configure, _), (make, _), (install, _) = steps
+    # OpenSSL's own platform names happen to be kiln's target names
+    assert configure == ["perl", "/kiln/lib/src/Configure", target,
+                         "--prefix=/kiln/libs/openssl", "--libdir=lib", "no-shared",
+                         "no-tests", "--openssldir=/usr/local/ssl"]
+    assert make == ["make", "-j2"] and install == ["make", "install_sw"]
+
+
+def test_a_shared_openssl_is_asked_for_shared():
+    text = OPENSSL.replace('build = "openssl"', 'build = "openssl"\nlink = "shared"')
+    spec = parse_recipe(BASE + text, PATH).libraries[0]
+    (configure, _), *_ = _commands(spec, _toolchain("linux-x86_64"), "/s", "/p", (), "2")
+    assert "shared" in configure and "no-shared" not in configure
+
+
+def test_an_index_entry_the_mirror_lacks_says_so_and_names_the_others(monkeypatch, tmp_path):
+    import urllib.error
+
+    listed = [debian.SourcePackage("openssl", version, "pool/main/o/openssl",
+                                   ((sha, 1, f"openssl_{version[:5]}.orig.tar.gz"),))
+              for version, sha in (("3.5.7-1~deb13u2", OPENSSL_SHA),
+                                   ("3.5.9-1~deb13u1", "9" * 64))]
+    monkeypatch.setattr(debian, "load_sources", lambda suite, downloads: {"openssl": listed})
+
+    def missing(url, target, **kwargs):
+        error = urllib.error.HTTPError(url, 404, "Not Found", None, None)  # type: ignore[arg-type]
+        raise kiln.http._fetch_error(url, error, kwargs["what"]) from error
+
+    monkeypatch.setattr(libraries.http, "download", missing)
+    spec = parse_recipe(BASE + OPENSSL.replace(OPENSSL_SHA, "9" * 64), PATH).libraries[0]
+    with pytest.raises(FetchError) as info:
+        libraries.fetch_source(spec, tmp_path)
+    assert "HTTP 404" in info.value.message
+    assert "lists openssl 3.5.9-1~deb13u1 (trixie), but the mirror has no such file" in \
+        info.value.hint
+    assert f"3.5.7-1~deb13u2: openssl_3.5.7.orig.tar.gz {OPENSSL_SHA}" in info.value.hint
