@@ -6,6 +6,7 @@ import json
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -120,14 +121,15 @@ def _expect(job: BuildJob, toolchain: Toolchain) -> None:
     """Tell the reporter what the last build of this recipe took, and how to count the
     objects this one compiles (new entries in its compiler cache)."""
     chain = toolchain.compile_cache
-    before = cache_entries(chain) if chain is not None else 0
-
-    def compiled() -> int:
-        assert chain is not None
-        return cache_entries(chain) - before
-
     reporter().expect(last_build(job.cache, job.recipe.project, job.interpreter.minor,
-                                 job.target.name), compiled if chain is not None else None)
+                                 job.target.name),
+                      _new_entries(chain) if chain is not None else None)
+
+
+def _new_entries(chain: Path) -> Callable[[], int]:
+    """A count of the entries ``chain`` gains from now on."""
+    before = cache_entries(chain)
+    return lambda: cache_entries(chain) - before
 
 
 def run_build(
