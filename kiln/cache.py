@@ -68,8 +68,14 @@ class BuildCache:
             if log is not None and log.exists():
                 shutil.copyfile(log, tmp / "build.log")
             (tmp / "record.json").write_text(record.model_dump_json(indent=2))
-            # Another build of the same inputs may get there first; theirs is as good.
-            with contextlib.suppress(OSError):
+            try:
                 os.rename(tmp, self.root / key)
+            except OSError:
+                # Another build of the same inputs may get there first; theirs is as good.
+                # An entry that fails its check (a wheel changed behind kiln's back) is not.
+                if self.get(key) is None:
+                    shutil.rmtree(self.root / key, ignore_errors=True)
+                    with contextlib.suppress(OSError):
+                        os.rename(tmp, self.root / key)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -91,6 +91,7 @@ class JobResult:
     log: Path | None = None
     covered_by: str = ""  # the Python whose wheel (abi3 or pure) serves this one too
     covered_test: TestOutcome | None = None  # the tests run on that wheel with this Python
+    cache_entry: Path | None = None  # the build cache's entry that holds this wheel
 
 
 # Steps that run on each finished wheel (signing, the audit branch); they add to the
@@ -412,6 +413,7 @@ def _build_staged(job: BuildJob, backend: Backend, toolchain: Toolchain, options
         record = _compare(job, backend, first, second, options)
     if hit is None:
         cache.put(key, first.record, first.wheel, log)
+    result.cache_entry = cache.root / key
     _deliver(job, record, first.wheel, log, options, result)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from kiln import toml
-from kiln.errors import RecipeError
+from kiln.errors import NothingToDoError, RecipeError
 from kiln.files import sha256_bytes
 from kiln.toolchain.targets import TARGETS, Target, host_target
 
@@ -564,6 +564,22 @@ def _env_table(check: _Checker, where: str, table: dict[str, Any]) -> tuple[tupl
             raise check.fail(f"{where} {key!r}", "is not a valid variable name",
                              hint="names are letters, digits and _, not starting with a digit")
     return _string_table(check, where, table)
+
+
+def recipe_files(paths: Sequence[Path], *, hint: str = "kiln status recipes/") -> list[Path]:
+    """Recipe files from files and folders (a folder: its ``*.toml``, sorted)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(path.glob("*.toml")))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise NothingToDoError(f"{path}: no such recipe or folder", hint=hint)
+    if not found:
+        raise NothingToDoError(f"no recipes in {', '.join(map(str, paths))}",
+                               hint="recipes are *.toml files; kiln recipe new NAME==VERSION")
+    return found
 
 
 def load_recipe(path: Path) -> Recipe:

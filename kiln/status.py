@@ -23,9 +23,9 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from kiln.diagnose import first_error
-from kiln.errors import KilnError, NothingToDoError
+from kiln.errors import KilnError
 from kiln.outcomes import ALL, Outcome, read_outcomes
-from kiln.recipe import Recipe, load_recipe
+from kiln.recipe import Recipe, load_recipe, recipe_files
 from kiln.record import RECORD_SUFFIX, BuildRecord, load_record
 
 SIGNATURE_SUFFIXES = ((".dsse.json", "dsse"), (".sigstore.json", "sigstore"))
@@ -114,23 +114,6 @@ class Status:
             "problems": list(self.problems),
             "audit": self.audit_source or None,
         }
-
-
-def recipe_files(paths: Sequence[Path]) -> list[Path]:
-    """Recipe files from files and folders (a folder: its ``*.toml``, sorted)."""
-    found: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(sorted(path.glob("*.toml")))
-        elif path.exists():
-            found.append(path)
-        else:
-            raise NothingToDoError(f"{path}: no such recipe or folder",
-                                   hint="kiln status recipes/")
-    if not found:
-        raise NothingToDoError(f"no recipes in {', '.join(map(str, paths))}",
-                               hint="recipes are *.toml files; kiln recipe new NAME==VERSION")
-    return found
 
 
 def description(recipe_path: Path) -> str:

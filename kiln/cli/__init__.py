@@ -86,11 +86,16 @@ def main() -> None:
 
         sys.stdout.write(f"kiln {__version__}\n")
         sys.exit(0)
+    if "build" in sys.argv[1:3]:  # asked again for what kiln built: no typer, no pipeline
+        from kiln.cli.quickbuild import serve
+
+        if serve(sys.argv[1:]):
+            sys.exit(0)
     from kiln.cli.recipecheck import plain_command_line
 
-    plain = plain_command_line(sys.argv[1:])
-    if plain is not None:  # kiln recipe check, without typer's start-up
-        _check_recipes(*plain)
+    check = plain_command_line(sys.argv[1:])
+    if check is not None:  # kiln recipe check, without typer's start-up
+        _check_recipes(*check)
     _run(sys.argv[1:])
 
 
@@ -124,11 +129,11 @@ def _failed(exc: Any) -> None:
 def _run(argv: list[str]) -> None:
     import typer
 
-    from kiln.cli import console
+    from kiln.cli import console, plain
     from kiln.errors import KilnError
 
     app = load_commands(argv)
-    console.printed_json = False
+    plain.printed_json = False
     _stop_on_sigterm()
     try:
         # Not standalone: typer then raises a command line it cannot parse, to be JSON too.
@@ -197,8 +202,8 @@ def _parse_failure(exc: Any) -> int:
 def _error_json(kind: str, message: str, hint: str | None, exit_code: int,
                 log: str | None = None) -> None:
     """--json promises JSON on stdout whatever happens: the error, when nothing else."""
-    from kiln.cli import console
+    from kiln.cli import plain
 
-    if "--json" in sys.argv[1:] and not console.printed_json:
-        console.print_json({"error": {"kind": kind, "message": message, "hint": hint,
+    if "--json" in sys.argv[1:] and not plain.printed_json:
+        plain.print_json({"error": {"kind": kind, "message": message, "hint": hint,
                                       "exit_code": exit_code, "log": log}})

@@ -283,6 +283,15 @@ def build(
     elif not refused(results):
         print_results(results, show_repro=check_repro)
     finish(results, json_output=json_output)
+    # A plain build (kiln.cli.quickbuild's command line) keeps its answer for next time.
+    if not (env or backend or python_path or check_repro or diffoscope or no_cache or overwrite
+            or install_system_deps or sign_key or audit):
+        from kiln.replay import BuildRequest, remember
+
+        remember(BuildRequest(recipes=tuple(p.absolute() for p in recipes),
+                              pythons=tuple(python or ()), targets=tuple(target or ()),
+                              tests=not no_test, cache=cache_dir(cache),
+                              output=output.absolute()), results)
 
 
 @app.command()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 import time
@@ -15,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from kiln import proc
+from kiln.cli.plain import print_json as print_json
 from kiln.progress import Expectation, ninja_step, summarise
 
 # Logs and pipes get wide lines rather than wheel names folded over five rows.
@@ -247,17 +247,11 @@ class TerminalReporter:
         self._stop_status()
 
 
-printed_json = False  # whether this command has written its JSON (kiln.cli.main asks)
-
-
-def print_json(data: Any) -> None:
-    global printed_json
-    printed_json = True
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    sys.stdout.flush()
-
-
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from kiln.cli.plain import print_table
+
+    if print_table(title, columns, rows):  # rich's boxes, drawn without laying rich out
+        return
     t = Table(title=Text(title) if title else None, show_lines=False, header_style="bold",
               title_justify="left")
     for column in columns:

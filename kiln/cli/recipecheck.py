@@ -11,10 +11,11 @@ from kiln.errors import KilnError, RecipeError
 def recipe_check(recipes: list[Path], json_output: bool) -> None:
     """Validate recipes and their locks; raise RecipeError if any is wrong."""
     from kiln.lockfile import check_lock, read_lock
-    from kiln.recipe import load_recipe
+    from kiln.recipe import load_recipe, recipe_files
 
     rows: list[dict[str, str]] = []
     bad = 0
+    recipes = recipe_files(recipes, hint="kiln recipe check recipes/")
     for path in recipes:
         try:
             recipe = load_recipe(path)
@@ -28,13 +29,15 @@ def recipe_check(recipes: list[Path], json_output: bool) -> None:
             bad += 1
             status, detail = "error", exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
         rows.append({"recipe": str(path), "status": status, "detail": detail})
-    from kiln.cli.console import print_json, table
+    from kiln.cli.plain import print_json, print_table
 
+    columns, cells = ["recipe", "status", "detail"], [list(r.values()) for r in rows]
     if json_output:
         print_json(rows)
-    else:
-        table(None, ["recipe", "status", "detail"],
-              [[r["recipe"], r["status"], r["detail"]] for r in rows])
+    elif not print_table(None, columns, cells):  # too wide for the line: rich folds it
+        from kiln.cli.console import table
+
+        table(None, columns, cells)
     if bad:
         raise RecipeError(f"{bad} of {len(recipes)} recipe(s) failed the check")
 

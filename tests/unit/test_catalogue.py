@@ -37,3 +37,9 @@ def test_recipe_is_locked_and_its_tests_exercise_the_package(path):
     assert recipe.project == path.stem  # one file per project, named after it
     code = " ".join(argv[-1] for argv in recipe.test.commands)
     assert "assert" in code, f"{path}: the tests only import the package"
+
+
+def test_recipe_check_takes_the_recipes_folder():
+    result = CliRunner().invoke(app, ["recipe", "check", "--json", str(ROOT / "recipes")])
+    assert result.exit_code == 0, result.output
+    assert result.output.count('"status": "ok"') == len(RECIPES)

@@ -14,8 +14,9 @@ import pytest
 from kiln.errors import BuildError, EnvironmentSetupError, NotReproducibleError
 from kiln.outcomes import STATUS_DIR, outcome_path, read_outcomes, record_outcomes
 from kiln.pipeline import JobResult
+from kiln.recipe import recipe_files
 from kiln.record import BuildRecord, record_path, write_record
-from kiln.status import AuditFact, collect_status, recipe_files
+from kiln.status import AuditFact, collect_status
 from kiln.statuspage import cell_row, render_packages_md
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
