@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from kiln.pipeline import JobResult
 
 MEMO_VERSION = 1
+KEPT = 200  # memos kept, the most recently written (each a few kilobytes)
 # Variables that make a build command do more than build (sign, audit, install packages)
 # or say more: such a command always goes through the pipeline.
 NOT_REPLAYED = ("KILN_SIGN_KEY", "KILN_AUDIT", "KILN_VERBOSE", "KILN_INSTALL_SYSTEM_DEPS",
@@ -159,6 +160,19 @@ def remember(request: BuildRequest, results: Sequence[JobResult]) -> None:
     path = _memo_path(request, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps({"memo": MEMO_VERSION, "results": entries}, indent=1))
+    _keep_newest(path.parent)
+
+
+def _keep_newest(folder: Path) -> None:
+    """At most ``KEPT`` memos: every edit of kiln, recipe or lock makes new keys."""
+    memos = []
+    for path in folder.glob("*.json"):
+        try:
+            memos.append((path.stat().st_mtime, path))
+        except OSError:
+            continue
+    for _, path in sorted(memos, reverse=True)[KEPT:]:
+        path.unlink(missing_ok=True)
 
 
 def replay(request: BuildRequest, started: float) -> list[Replayed] | None:

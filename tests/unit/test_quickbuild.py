@@ -103,3 +103,17 @@ def test_the_request_is_keyed_by_the_recipe_and_its_locks(tmp_path, monkeypatch)
                          cache=tmp_path / "c", output=Path("/elsewhere"))
     assert request_key(other) == keys[-1]  # where it is delivered is not part of it
     assert len(set(keys)) == len(keys)
+
+
+def test_only_the_newest_memos_are_kept(tmp_path, monkeypatch):
+    import os
+
+    from kiln import replay
+
+    monkeypatch.setattr(replay, "KEPT", 3)
+    for i in range(5):
+        memo = tmp_path / f"{i}.json"
+        memo.write_text("{}")
+        os.utime(memo, (1000 + i, 1000 + i))
+    replay._keep_newest(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.json", "3.json", "4.json"]
