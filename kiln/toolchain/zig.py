@@ -116,6 +116,23 @@ WRAPPERS: dict[str, tuple[str, bool]] = {
     "ld": ("ld.lld", False),
 }
 
+# CMAKE_CROSSCOMPILING_EMULATOR of a cross build. CMake's FindPython asks it to run the
+# build's Python, which is the right interpreter to ask: kiln's _PYTHON_SYSCONFIGDATA_NAME
+# makes it report the target's sysconfig (SOABI, EXT_SUFFIX). Anything else it is asked to
+# run is a program compiled for the target (try_run), which a cross build never runs: the
+# host's binfmt and qemu must not shape a wheel. Its message is the one kiln's hint for a
+# build that ran a target binary looks for.
+EMULATOR = "cross-emulator"
+EMULATOR_SCRIPT = """#!/bin/sh
+# written by kiln: runs only the build's Python interpreter in a cross build
+case "${1##*/}" in
+  python|python3|python3.[0-9]|python3.[0-9][0-9]) exec "$@" ;;
+esac
+echo "kiln: cannot run test program while cross compiling: $1 was compiled for the target" >&2
+exit 126
+"""
+
+
 @dataclass(frozen=True)
 class ZigPin:
     """The zig kiln uses: a version of the ``ziglang`` wheel and each host's wheel digest."""
@@ -351,7 +368,11 @@ def cmake_toolchain(bin_dir: str, target: Target, cross: bool) -> str:
     lines = ["# written by kiln for the hermetic toolchain"]
     if cross:
         lines += ["set(CMAKE_SYSTEM_NAME Linux)",
-                  f"set(CMAKE_SYSTEM_PROCESSOR {ZIG_ARCHES[target.arch]})"]
+                  f"set(CMAKE_SYSTEM_PROCESSOR {ZIG_ARCHES[target.arch]})",
+                  # CMake 4.1's FindPython runs the interpreter through this when
+                  # cross-compiling, and refuses to look for one without it (CMP0190).
+                  "set(CMAKE_CROSSCOMPILING_EMULATOR "
+                  f"{_cmake_quote(bin_dir + '/' + EMULATOR)})"]
     lines += [f"set(CMAKE_C_COMPILER {_cmake_quote(bin_dir + '/cc')})",
               f"set(CMAKE_CXX_COMPILER {_cmake_quote(bin_dir + '/c++')})",
               f"set(CMAKE_AR {_cmake_quote(bin_dir + '/ar')} CACHE FILEPATH \"\")",
@@ -365,6 +386,7 @@ def write_wrappers(folder: Path, layout: ZigLayout, version: str, triple: str, t
     files = {name: (text, 0o755) for name, text in
              wrapper_scripts(layout, version, triple, extra_maps).items()}
     files["toolchain.cmake"] = (cmake_toolchain(layout.bin, target, cross), 0o644)
+    files[EMULATOR] = (EMULATOR_SCRIPT, 0o755)
     folder.mkdir(parents=True, exist_ok=True)
     for name, (text, mode) in files.items():
         write_if_changed(folder / name, text, mode)

@@ -93,3 +93,33 @@ def test_a_copy_compiled_in_a_random_temporary_folder_is_mapped(tmp_path):
         assert name.encode() not in data and b"/kiln/tmp/demo/x.c" in data
         objects.append(data)
     assert objects[0] == objects[1]  # the same bytes from two random folders
+
+
+def test_the_cross_emulator_runs_the_builds_python_and_no_target_program(tmp_path):
+    """CMake's FindPython asks CMAKE_CROSSCOMPILING_EMULATOR to run the interpreter; a
+    try_run asks it to run a program compiled for the target, which a cross build must not."""
+    import re
+    import sys
+
+    from kiln.backends.hermetic import ran_target_binary
+    from kiln.toolchain.targets import TARGETS
+    from kiln.toolchain.zig import EMULATOR, ZigLayout, write_wrappers
+
+    layout = ZigLayout(str(tmp_path / "zig"), str(tmp_path / "cache"), str(tmp_path / "bin"))
+    folder = write_wrappers(tmp_path / "bin", layout, "0.15.2", "aarch64-linux-gnu.2.17",
+                            TARGETS["linux-aarch64"], True)
+    emulator = folder / EMULATOR
+    python = tmp_path / "venv" / "bin" / f"python3.{sys.version_info.minor}"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(sys.executable)
+    ran = subprocess.run([emulator, python, "-c", "print(6 * 7)"], capture_output=True,
+                         text=True)
+    assert ran.returncode == 0 and ran.stdout == "42\n", ran.stderr
+    program = tmp_path / "cmTC_1a2b3"  # what try_run builds and runs
+    shutil.copy("/bin/true", program)
+    refused = subprocess.run([emulator, program], capture_output=True, text=True)
+    assert refused.returncode == 126
+    log = tmp_path / "build.log"
+    log.write_text(refused.stderr)
+    assert ran_target_binary(log), refused.stderr
+    assert re.search(r"cmTC_1a2b3 was compiled for the target", refused.stderr)

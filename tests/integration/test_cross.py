@@ -318,3 +318,51 @@ def test_the_projects_own_suite_runs_under_qemu_and_is_counted(run_kiln, shared_
     assert (counts["collected"], counts["passed"], counts["skipped"]) == (4, 3, 1), counts
     assert counts["skip_reasons"] == ["not today"]
     assert test["commands"][-1] == "python -c 'import cext_demo._speedups'"
+
+
+SKBUILD_FILES = {
+    "pyproject.toml": """
+        [build-system]
+        requires = ["scikit-build-core>=0.10"]
+        build-backend = "scikit_build_core.build"
+
+        [project]
+        name = "skb-demo"
+        version = "1.0"
+    """,
+    # Bounded to 4.1, so CMake's policy CMP0190 is NEW: FindPython looks for the
+    # interpreter in a cross build only through CMAKE_CROSSCOMPILING_EMULATOR.
+    "CMakeLists.txt": """
+        cmake_minimum_required(VERSION 3.15...4.1)
+        project(${SKBUILD_PROJECT_NAME} LANGUAGES C)
+        find_package(Python REQUIRED COMPONENTS Interpreter Development.Module)
+        Python_add_library(_native MODULE src/native.c WITH_SOABI)
+        install(TARGETS _native DESTINATION skb_demo)
+    """,
+    "skb_demo/__init__.py": "from ._native import answer\n",
+    "src/native.c": """
+        #include <Python.h>
+        static PyObject *answer(PyObject *self, PyObject *args) { return PyLong_FromLong(42); }
+        static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, ""}, {NULL}};
+        static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+        PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+    """,
+}
+
+
+@pytest.mark.network
+def test_a_scikit_build_core_project_cross_builds_with_findpython(run_kiln, shared_cache,
+                                                                   tmp_path):
+    recipe = _recipe(tmp_path, "skb-demo", SKBUILD_FILES,
+                     ("python -c 'import skb_demo; assert skb_demo.answer() == 42'",))
+    online = {"KILN_NO_INDEX": "", "KILN_FIND_LINKS": f"{TEST_WHEELS}"}
+    result = run_kiln("build", recipe, "-o", tmp_path / "wh", "--json", "--target",
+                      "linux-aarch64", "--no-test",
+                      env={"KILN_CACHE_DIR": str(shared_cache), **online}, timeout=1200)
+    assert result.returncode == 0, result.stderr
+    (entry,) = json.loads(result.stdout)
+    assert entry["record"]["hermetic"] is True
+    assert entry["record"]["repair"]["policy"] == "manylinux_2_17_aarch64"
+    machines = _elf_machines(Path(entry["wheel"]))
+    assert list(machines) == ["skb_demo/_native.cpython-311-aarch64-linux-gnu.so"], machines
+    assert machines["skb_demo/_native.cpython-311-aarch64-linux-gnu.so"].startswith("EM_AARCH64")

@@ -102,8 +102,12 @@ def test_cmake_toolchain_names_the_target_only_when_cross(tmp_path):
     assert "set(CMAKE_SYSTEM_NAME Linux)" in cross
     assert "set(CMAKE_SYSTEM_PROCESSOR aarch64)" in cross
     assert '\\"quoted\\" \\$dir/cc"' in cross
+    # FindPython (CMake 4.1, CMP0190) runs the interpreter through kiln's emulator.
+    assert '\\"quoted\\" \\$dir/cross-emulator")' in cross
+    assert "set(CMAKE_CROSSCOMPILING_EMULATOR " in cross
     native = zig.cmake_toolchain(bin_dir, TARGETS["linux-x86_64"], False)
     assert "CMAKE_SYSTEM_NAME" not in native
+    assert "CMAKE_CROSSCOMPILING_EMULATOR" not in native
     assert "CMAKE_C_COMPILER" in native
 
 
