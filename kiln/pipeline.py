@@ -17,7 +17,7 @@ from contextvars import copy_context
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from kiln import observe
+from kiln import observe, schedule
 from kiln.backends import Backend, BuildJob, Toolchain, get_backend
 from kiln.build import BuildOutcome, build_id, run_build, test_wheel
 from kiln.buildenv import CANONICAL, cpu_count, varied
@@ -231,33 +231,51 @@ def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild]
         return out
     with in_use(options.cache):  # from here on it writes what a prune would remove
         # Oldest Python first: an abi3 wheel built with it serves the newer ones.
-        for python in sorted(pythons, key=_version_key):
-            for target in targets:
-                tag = f"cp{python.replace('.', '')}"
-                result = JobResult(recipe=path, label=f"{recipe.label} ({tag}, {target.name})",
-                                   python=python, target=target.name)
-                started = time.monotonic()
-                try:
-                    interp = find_interpreter(python, _python_path(options, python))
-                    job = BuildJob(recipe=recipe, interpreter=interp, target=target, source=source,
-                                   lock=lock, test_lock=test_lock, source_date_epoch=epoch,
-                                   index=options.index,
-                                   surroundings=CANONICAL, cache=options.cache,
-                                   extra_env=options.extra_env, system_packages=system,
-                                   jobs=options.jobs or cpu_count(),
-                                   crates=crates)
-                    covering = _covering(out, python, target)
-                    if covering is not None:
-                        _test_covered(job, covering, options, result)
-                    else:
-                        _build_job(job, backend, options, result)
+        builds = [(python, target) for python in sorted(pythons, key=_version_key)
+                  for target in targets]
+        total = options.jobs or cpu_count()
+
+        def attempt(build: tuple[str, Target], jobs: int) -> JobResult:
+            python, target = build
+            tag = f"cp{python.replace('.', '')}"
+            result = JobResult(recipe=path, label=f"{recipe.label} ({tag}, {target.name})",
+                               python=python, target=target.name)
+            started = time.monotonic()
+            try:
+                interp = find_interpreter(python, _python_path(options, python))
+                job = BuildJob(recipe=recipe, interpreter=interp, target=target, source=source,
+                               lock=lock, test_lock=test_lock, source_date_epoch=epoch,
+                               index=options.index, surroundings=CANONICAL, cache=options.cache,
+                               extra_env=options.extra_env, system_packages=system, jobs=jobs,
+                               crates=crates)
+                covering = _covering(out, python, target)
+                if covering is not None:
+                    _test_covered(job, covering, options, result)
+                else:
+                    _build_job(job, backend, options, result)
+                result.ok = True
+            except KilnError as exc:
+                result.error = exc
+                result.log = exc.log or result.log
+            result.seconds = round(time.monotonic() - started, 3)
+            return result
+
+        for wave in schedule.waves([(p, t.name) for p, t in builds]):
+            at_once = schedule.width(total, len(wave), check_repro=options.check_repro,
+                                     fail_fast=options.fail_fast)
+            if at_once > 1:
+                reporter().note(f"{recipe.label}: {len(wave)} builds, {at_once} side by side "
+                                f"with {total // at_once} of the {total} jobs each")
+            for result in schedule.side_by_side(
+                    [builds[i] for i in wave], at_once,
+                    functools.partial(attempt, jobs=total // at_once)):
+                # Signing and the audit branch, one wheel at a time, in the builds' order.
+                if result.ok and not result.covered_by:
+                    try:
                         for step in after:
                             step(result)
-                    result.ok = True
-                except KilnError as exc:
-                    result.error = exc
-                    result.log = exc.log or result.log
-                result.seconds = round(time.monotonic() - started, 3)
+                    except KilnError as exc:
+                        result.ok, result.error = False, exc
                 out.append(result)
                 if options.fail_fast and not result.ok:
                     return out

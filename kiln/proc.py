@@ -60,6 +60,7 @@ class CancelScope:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[str]] = set()
+        self._inner: list[CancelScope] = []  # scopes opened inside this one's work
         self.reason = ""
 
     @property
@@ -70,8 +71,18 @@ class CancelScope:
         with self._lock:
             self.reason = reason
             running = list(self._running)
+            inner = list(self._inner)
         for proc in running:
             _kill_group(proc)
+        for scope in inner:  # a build's own build-and-twin pair goes with it
+            scope.cancel(reason)
+
+    def _adopt(self, scope: CancelScope) -> None:
+        with self._lock:
+            self._inner.append(scope)
+            reason = self.reason
+        if reason:
+            scope.cancel(reason)
 
     def _add(self, proc: subprocess.Popen[str]) -> None:
         with self._lock:
@@ -90,7 +101,11 @@ _scope: contextvars.ContextVar[CancelScope | None] = contextvars.ContextVar(
 
 
 def run_in_scope(scope: CancelScope, fn: Callable[[], T]) -> T:
-    """Call ``fn`` with every program it runs belonging to ``scope``."""
+    """Call ``fn`` with every program it runs belonging to ``scope`` (which is cancelled
+    with the scope this runs in, if any)."""
+    outer = _scope.get()
+    if outer is not None:
+        outer._adopt(scope)
     token = _scope.set(scope)
     try:
         return fn()

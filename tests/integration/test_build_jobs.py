@@ -80,3 +80,32 @@ def test_the_wheel_and_its_build_are_the_same_with_one_job_or_two(run_kiln, tmp_
     # Their cache entry is one: a build with another count is served from it.
     again = run_kiln("build", recipe, "-o", tmp_path / "wh-j3", "-j", "3", "--json", check=True)
     assert json.loads(again.stdout)[0]["status"] == "cached"
+
+
+def test_a_recipes_pythons_build_side_by_side_within_the_job_limit(run_kiln, cext_recipe,
+                                                                    tmp_path):
+    from datetime import datetime
+
+    text = cext_recipe.read_text().replace('python = ["3.11"]',
+                                           'python = ["3.10", "3.11", "3.12"]')
+    cext_recipe.write_text(text)
+    side = run_kiln("build", cext_recipe, "-o", tmp_path / "side", "-j", "2", "--json",
+                    check=True)
+    # 3.10 alone (what it compiles is then cached for the others), then 3.11 and 3.12
+    # together, one job each.
+    assert "cext-demo 1.0: 2 builds, 2 side by side with 1 of the 2 jobs each" in side.stderr
+    results = json.loads(side.stdout)
+    assert [r["python"] for r in results] == ["3.10", "3.11", "3.12"]
+    assert all(r["status"] == "built" and r["record"]["test"]["passed"] for r in results)
+    assert [r["record"]["jobs"] for r in results] == [2, 1, 1]
+    spans = {r["python"]: tuple(datetime.fromisoformat(r["record"][k].replace("Z", "+00:00"))
+                                for k in ("started", "finished")) for r in results}
+    # 3.11 and 3.12 overlapped; 3.10 had finished before either began.
+    assert spans["3.11"][0] < spans["3.12"][1] and spans["3.12"][0] < spans["3.11"][1], spans
+    assert spans["3.10"][1] <= min(spans["3.11"][0], spans["3.12"][0]), spans
+    # The same wheels as one at a time (--fail-fast builds one at a time).
+    alone = run_kiln("build", cext_recipe, "-o", tmp_path / "alone", "-j", "2", "--no-cache",
+                     "--fail-fast", "--json", check=True)
+    assert "side by side" not in alone.stderr
+    assert [r["record"]["outputs"] for r in json.loads(alone.stdout)] == \
+        [r["record"]["outputs"] for r in results]
