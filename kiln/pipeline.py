@@ -177,12 +177,26 @@ def build_recipes(
     # No prune removes what these builds use; a build that makes the cache holds it from
     # when its inputs are fetched (below), so a refused recipe leaves no cache behind.
     with in_use(options.cache, if_exists=True):
-        for path in paths:
-            attempted = _build_recipe(path, options, after, results)
-            record_outcomes(options.output, attempted)  # what `kiln status` reads, failures too
-            results.extend(attempted)
-            if options.fail_fast and any(not r.ok and not r.skipped for r in results):
-                break
+        total = options.jobs or cpu_count()
+        # Signing, the audit branch and apt-get take one recipe at a time.
+        at_once = schedule.width(total, len(paths), check_repro=options.check_repro,
+                                 fail_fast=bool(options.fail_fast or after
+                                                or options.install_system_deps))
+        if at_once > 1:
+            reporter().note(f"{len(paths)} recipes, {at_once} side by side with "
+                            f"{total // at_once} of the {total} jobs each")
+            shared = replace(options, jobs=total // at_once)
+            for attempted in schedule.side_by_side(
+                    list(paths), at_once, lambda path: _build_recipe(path, shared, after)):
+                record_outcomes(options.output, attempted)
+                results.extend(attempted)
+        else:
+            for path in paths:
+                attempted = _build_recipe(path, options, after)
+                record_outcomes(options.output, attempted)  # what `kiln status` reads
+                results.extend(attempted)
+                if options.fail_fast and any(not r.ok and not r.skipped for r in results):
+                    break
     if any(r.ok and not r.cached and not r.covered_by for r in results):
         _keep_bounded(options.cache, bound)
     return results
@@ -201,8 +215,8 @@ def _keep_bounded(cache: Path, bound: Bound) -> None:
                         "(KILN_CACHE_MAX_SIZE, KILN_CACHE_MAX_AGE)")
 
 
-def _build_recipe(path: Path, options: BuildOptions, after: Sequence[AfterBuild],
-                  done: list[JobResult]) -> list[JobResult]:
+def _build_recipe(path: Path, options: BuildOptions,
+                  after: Sequence[AfterBuild]) -> list[JobResult]:
     out: list[JobResult] = []
     try:
         recipe = load_recipe(path)

@@ -109,3 +109,33 @@ def test_a_recipes_pythons_build_side_by_side_within_the_job_limit(run_kiln, cex
     assert "side by side" not in alone.stderr
     assert [r["record"]["outputs"] for r in json.loads(alone.stdout)] == \
         [r["record"]["outputs"] for r in results]
+
+
+def test_recipes_build_side_by_side_within_the_job_limit(run_kiln, cext_recipe, tmp_path):
+    from datetime import datetime
+
+    from tests.conftest import cext_files
+
+    sdist = make_sdist(tmp_path / "sdists", "cext-two", "1.0",
+                       cext_files(name="cext-two", module="cext_two"))
+    second = cext_recipe.with_name("cext-two.toml")
+    second.write_text(recipe_text(sdist, tests=(
+        "python -c 'import cext_two; assert cext_two.add(2, 3) == 5'",)))
+    result = run_kiln("build", cext_recipe, second, "-o", tmp_path / "wh", "-j", "2", "--json",
+                      check=True)
+    assert "2 recipes, 2 side by side with 1 of the 2 jobs each" in result.stderr
+    results = json.loads(result.stdout)
+    assert [r["label"].split(" ")[0] for r in results] == ["cext-demo", "cext-two"]
+    assert all(r["status"] == "built" and r["record"]["test"]["passed"] for r in results)
+    (a_start, a_end), (b_start, b_end) = [
+        tuple(datetime.fromisoformat(r["record"][k].replace("Z", "+00:00"))
+              for k in ("started", "finished")) for r in results]
+    assert a_start < b_end and b_start < a_end  # they overlapped
+    # Signing takes one recipe at a time.
+    run_kiln("keygen", "-o", tmp_path / "keys" / "k", check=True)
+    signed = run_kiln("build", cext_recipe, second, "-o", tmp_path / "wh2", "-j", "2",
+                      "--sign-key", tmp_path / "keys" / "k.key", "--json", check=True)
+    assert "side by side" not in signed.stderr
+    wheels = list((tmp_path / "wh2").glob("*.whl"))
+    assert len(wheels) == 2
+    assert all(w.with_name(w.name + ".dsse.json").is_file() for w in wheels)
