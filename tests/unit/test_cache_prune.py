@@ -172,7 +172,7 @@ def test_builds_hold_the_cache_and_prune_when_they_added_to_it(tmp_path, monkeyp
     cache = _cache(tmp_path / "cache", time.time())
     during: list[str] = []
 
-    def build(path, options, after, done):  # type: ignore[no-untyped-def]
+    def build(path, options, after):  # type: ignore[no-untyped-def]
         try:
             prune(options.cache, Bound(max_size=0, max_age=None), wait=False)
             during.append("pruned")
