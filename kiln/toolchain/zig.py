@@ -303,6 +303,29 @@ fi
 """
 
 
+# GCC and clang name CPUs with hyphens (-march=x86-64-v3, skylake-avx512, -mcpu=cortex-a72);
+# zig's -march, -mcpu and -mtune read a hyphen as "minus a feature" and name the same CPUs
+# with underscores, so such a compile stopped with "unknown CPU feature". The wrappers pass
+# the name zig knows. -mtune=generic, GCC's default tuning, names no CPU zig knows and asks
+# for nothing: it is left out.
+CPU_NAME_EDIT = r"""for a do
+  shift
+  case $a in
+    -mtune=generic) continue ;;
+    -march=*-*|-mcpu=*-*|-mtune=*-*)
+      o=${a%%=*} v=${a#*=} n=
+      while :; do
+        case $v in
+          *-*) n=$n${v%%-*}_ v=${v#*-} ;;
+          *) n=$n$v; break ;;
+        esac
+      done
+      a=$o=$n ;;
+  esac
+  set -- "$@" "$a"
+done
+"""
+
 # meson makes its internal static libraries thin (`ar csrDT`): an archive that only names
 # its objects. zig's linker reads no thin archive ("unexpected token in LD script: literal:
 # '!<thin>'"), so the ar wrapper makes a whole one (the same objects, inside it): the T
@@ -353,7 +376,7 @@ def wrapper_scripts(layout: ZigLayout, version: str, triple: str,
             else sub
         scripts[name] = (f"#!/bin/sh\n# written by kiln: zig {version} {sub}"
                          + (f" for {triple}" if compiles else "") + "\n"
-                         + exports + (DEPFILE_EDIT if compiles else "")
+                         + exports + (CPU_NAME_EDIT + DEPFILE_EDIT if compiles else "")
                          + (THIN_ARCHIVE_EDIT if name == "ar" else "")
                          + f'exec {q(zig)} {args} "$@"\n')
     return scripts

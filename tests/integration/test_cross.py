@@ -366,3 +366,33 @@ def test_a_scikit_build_core_project_cross_builds_with_findpython(run_kiln, shar
     machines = _elf_machines(Path(entry["wheel"]))
     assert list(machines) == ["skb_demo/_native.cpython-311-aarch64-linux-gnu.so"], machines
     assert machines["skb_demo/_native.cpython-311-aarch64-linux-gnu.so"].startswith("EM_AARCH64")
+
+
+MARCH_SETUP = """
+    from setuptools import Extension, setup
+    setup(name="march-demo", version="1.0", packages=["march_demo"],
+          ext_modules=[Extension("march_demo._native", ["src/native.c"],
+                                 extra_compile_args=["-march=x86-64-v3", "-mtune=generic"])])
+"""
+MARCH_SOURCE = """
+    #include <Python.h>
+    #ifndef __AVX2__
+    #error "-march=x86-64-v3 did not reach the compiler"
+    #endif
+    static PyMethodDef methods[] = {{NULL, NULL, 0, NULL}};
+    static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+    PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+"""
+
+
+def test_gccs_cpu_names_build_with_zig(run_kiln, shared_cache, tmp_path):
+    """-march=x86-64-v3 and -mtune=generic, as GCC spells them: zig knows the first as
+    x86_64_v3 and has no -mtune=generic; the wrappers translate, and AVX2 is on."""
+    files = {"setup.py": MARCH_SETUP, "march_demo/__init__.py": "",
+             "src/native.c": MARCH_SOURCE,
+             "pyproject.toml": cext_files()["pyproject.toml"]}
+    recipe = _recipe(tmp_path, "march-demo", files, ())
+    result, built = _build(run_kiln, shared_cache, recipe, tmp_path / "wh", "--target",
+                           "linux-x86_64", "--no-test", check=False)
+    assert result.returncode == 0, result.stderr
+    assert built[0]["record"]["hermetic"] is True

@@ -111,3 +111,12 @@ def ar(tmp_path: Path):
 ])
 def test_the_archiver_makes_no_thin_archive(ar, args, expected):
     assert ar(*args) == expected
+
+
+def test_gccs_cpu_names_reach_zig_as_zigs_own(cc):
+    """zig reads -march=x86-64-v3 as "CPU x86, minus feature 64-v3" and stops; its name is
+    x86_64_v3. -mtune=generic is no CPU zig knows, and asks for nothing."""
+    given = cc("-march=x86-64-v3", "-mtune=generic", "-mcpu=cortex-a72", "-march=native",
+               "-mtune=skylake-avx512", "-DNAME=a-b c", "-c", "src/a.c", "-o", "a.o")
+    assert given == ["-march=x86_64_v3", "-mcpu=cortex_a72", "-march=native",
+                     "-mtune=skylake_avx512", "-DNAME=a-b c", "-c", "src/a.c", "-o", "a.o"]
