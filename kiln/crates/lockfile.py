@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,16 +102,49 @@ def _locked_crate(entry: Any, metadata: dict[str, Any], where: str) -> LockedCra
 
 
 def has_rust(sdist: Path) -> bool:
-    """Whether the sdist holds a Cargo.toml (a crate that cargo builds)."""
-    with read_members(sdist) as (names, _):
-        return any(posixpath.basename(name) == "Cargo.toml" for name in names)
+    """Whether the sdist's build compiles Rust (see :func:`_builds_rust`)."""
+    with read_members(sdist, max_bytes=_MAX_LOCK_BYTES) as (names, read):
+        return _builds_rust({_inside_top(name): name for name in names}, read)
+
+
+# Build requirements that compile a package's Rust with cargo.
+_RUST_BUILDERS = frozenset({"maturin", "setuptools-rust"})
+
+
+def _builds_rust(inside: dict[str, str], read: Callable[[str], bytes]) -> bool:
+    """Whether the sdist's own build compiles Rust: a Cargo.toml at its top, maturin or
+    setuptools-rust among its build requirements or as its backend, or a setup.py that
+    imports setuptools_rust. A Cargo.toml deeper down in a package built otherwise is data:
+    numpy vendors meson, whose test cases hold Cargo.toml and Cargo.lock files."""
+    if not any(posixpath.basename(rel) == "Cargo.toml" for rel in inside):
+        return False
+    if "Cargo.toml" in inside:
+        return True
+    if "setup.py" in inside and b"setuptools_rust" in read(inside["setup.py"]):
+        return True
+    if "pyproject.toml" not in inside:
+        return False
+    try:
+        config = toml.loads(read(inside["pyproject.toml"]).decode("utf-8", "replace"))
+    except toml.TOMLDecodeError:
+        return False
+    system = config.get("build-system")
+    if not isinstance(system, dict):
+        return False
+    backend = system.get("build-backend")
+    if isinstance(backend, str) and backend.split(".")[0] == "maturin":
+        return True
+    requires = system.get("requires")
+    names = {re.split(r"[<>=!~;\[ @(]", r, maxsplit=1)[0].strip().lower().replace("_", "-")
+             for r in requires if isinstance(r, str)} if isinstance(requires, list) else set()
+    return bool(names & _RUST_BUILDERS)
 
 
 def rust_sources(sdist: Path) -> RustSources | None:
-    """The Rust of an sdist, read without unpacking it; None when it has no Cargo.toml."""
+    """The Rust of an sdist, read without unpacking it; None when its build compiles none."""
     with read_members(sdist, max_bytes=_MAX_LOCK_BYTES) as (names, read):
         inside = {_inside_top(name): name for name in names}
-        if not any(posixpath.basename(rel) == "Cargo.toml" for rel in inside):
+        if not _builds_rust(inside, read):
             return None
         locks = sorted(rel for rel in inside if posixpath.basename(rel) == "Cargo.lock")
         for rel in sorted(inside):

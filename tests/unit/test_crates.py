@@ -19,7 +19,7 @@ from kiln.crates.fetch import (
     fetch_crates,
     registry_name,
 )
-from kiln.crates.lockfile import LockedCrate, parse_cargo_lock, rust_sources
+from kiln.crates.lockfile import LockedCrate, has_rust, parse_cargo_lock, rust_sources
 from kiln.crates.vendor import cargo_config, vendor_crates
 from kiln.errors import (
     BuildError,
@@ -104,7 +104,8 @@ def test_every_cargo_lock_of_the_sdist_is_read(tmp_path: Path) -> None:
     one = PackedCrate("base64", "0.22.1", Path("x"), SHA_A)
     two = PackedCrate("libc", "0.2.170", Path("y"), "b" * 64)
     sdist = make_sdist(tmp_path, "pkg", "1.0", {
-        "pyproject.toml": "", "src/rust/Cargo.toml": "",
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools", "setuptools-rust>=1.9"]\n',
+        "src/rust/Cargo.toml": "",
         "src/rust/Cargo.lock": cargo_lock("pkg", (one, two)),
         "tools/helper/Cargo.lock": cargo_lock("helper", (one,)),
     })
@@ -117,6 +118,34 @@ def test_every_cargo_lock_of_the_sdist_is_read(tmp_path: Path) -> None:
 def test_an_sdist_without_cargo_toml_has_no_rust(tmp_path: Path) -> None:
     sdist = make_sdist(tmp_path, "pkg", "1.0", {"pyproject.toml": "", "setup.py": ""})
     assert rust_sources(sdist.path) is None
+
+
+def test_cargo_files_in_a_package_built_without_rust_are_data(tmp_path: Path) -> None:
+    """numpy vendors meson, whose test cases hold Cargo.toml and Cargo.lock files: its build
+    compiles no Rust, so kiln fetches no crates for it (it used to stop at crates.io)."""
+    crate = PackedCrate("bar", "0.1.0", Path("x"), SHA_A)
+    cases = "vendored-meson/meson/test cases/rust/25 cargo lock"
+    sdist = make_sdist(tmp_path, "numpy", "2.5.5", {
+        "pyproject.toml": '[build-system]\nbuild-backend = "mesonpy"\n'
+                          'requires = ["meson-python>=0.15", "Cython>=3.0.6"]\n',
+        f"{cases}/Cargo.toml": "", f"{cases}/Cargo.lock": cargo_lock("bar", (crate,))})
+    assert rust_sources(sdist.path) is None
+    assert not has_rust(sdist.path)
+
+
+@pytest.mark.parametrize("files", [
+    {"pyproject.toml": '[build-system]\nbuild-backend = "maturin"\nrequires = ["maturin>=1"]\n',
+     "rust/Cargo.toml": ""},
+    {"pyproject.toml": "[build-system]\n"
+                       'requires = ["setuptools_rust[toml] ; python_version>\'3\'"]\n',
+     "src/Cargo.toml": ""},
+    {"setup.py": "from setuptools_rust import RustExtension\n", "native/Cargo.toml": ""},
+    {"pyproject.toml": "", "Cargo.toml": ""},  # a crate at the top
+], ids=["maturin", "setuptools-rust", "setup.py", "top"])
+def test_a_package_whose_build_compiles_rust_is_found(tmp_path: Path, files: dict) -> None:
+    sdist = make_sdist(tmp_path, "pkg", "1.0", files)
+    assert has_rust(sdist.path)
+    assert rust_sources(sdist.path) is not None
 
 
 def test_two_locks_that_disagree_on_a_checksum_are_refused(tmp_path: Path) -> None:
