@@ -62,6 +62,20 @@ def sdist_pyproject(names: Sequence[str], read: Callable[[str], bytes]) -> dict[
         return {}
 
 
+def requirement_name(requirement: str) -> str:
+    """The normalized project a PEP 508 requirement names: "setuptools_rust[toml]>=1" →
+    "setuptools-rust"."""
+    name = re.split(r"[<>=!~;\[ @(]", requirement, maxsplit=1)[0]
+    return name.strip().lower().replace("_", "-")
+
+
+def requirements_of(pyproject: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``[build-system] requires`` a pyproject.toml names (the strings among them)."""
+    system = pyproject.get("build-system")
+    requires = system.get("requires") if isinstance(system, dict) else None
+    return tuple(r for r in requires if isinstance(r, str)) if isinstance(requires, list) else ()
+
+
 def backend_of(pyproject: Mapping[str, Any]) -> str:
     """The build backend a pyproject.toml names (PEP 517's default when it names none)."""
     system = pyproject.get("build-system")

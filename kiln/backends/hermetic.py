@@ -19,7 +19,7 @@ from kiln.backends import BuildJob, RawBuild, Toolchain
 from kiln.backends.pep517build import pep517_build
 from kiln.buildenv import Workspace
 from kiln.errors import BuildError, UnsupportedError
-from kiln.pep517 import BuildSystem
+from kiln.pep517 import BuildSystem, requirement_name
 from kiln.toolchain import cpython, hosttools, libraries
 from kiln.toolchain.rust import (
     RUST_INSIDE,
@@ -274,8 +274,7 @@ def refuse_cross_backend(build_system: BuildSystem, job: BuildJob) -> None:
     why = _CROSS_REFUSED.get(module)
     if why is None:
         for requirement in build_system.requires:
-            name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower()
-            why = _CROSS_REFUSED_REQUIRES.get(name.replace("_", "-"))
+            why = _CROSS_REFUSED_REQUIRES.get(requirement_name(requirement))
             if why:
                 break
     if why:

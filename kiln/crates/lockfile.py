@@ -16,6 +16,7 @@ from typing import Any
 from kiln import toml
 from kiln.archive import read_members
 from kiln.errors import BuildError, UnsupportedError
+from kiln.pep517 import backend_of, requirement_name, requirements_of, sdist_pyproject
 
 # How Cargo.lock names crates.io: the git index (every Cargo.lock) or the sparse one.
 CRATES_IO_SOURCES = ("registry+https://github.com/rust-lang/crates.io-index",
@@ -122,22 +123,10 @@ def _builds_rust(inside: dict[str, str], read: Callable[[str], bytes]) -> bool:
         return True
     if "setup.py" in inside and b"setuptools_rust" in read(inside["setup.py"]):
         return True
-    if "pyproject.toml" not in inside:
-        return False
-    try:
-        config = toml.loads(read(inside["pyproject.toml"]).decode("utf-8", "replace"))
-    except toml.TOMLDecodeError:
-        return False
-    system = config.get("build-system")
-    if not isinstance(system, dict):
-        return False
-    backend = system.get("build-backend")
-    if isinstance(backend, str) and backend.split(".")[0] == "maturin":
+    pyproject = sdist_pyproject(list(inside.values()), read)
+    if backend_of(pyproject).split(".")[0] == "maturin":
         return True
-    requires = system.get("requires")
-    names = {re.split(r"[<>=!~;\[ @(]", r, maxsplit=1)[0].strip().lower().replace("_", "-")
-             for r in requires if isinstance(r, str)} if isinstance(requires, list) else set()
-    return bool(names & _RUST_BUILDERS)
+    return any(requirement_name(r) in _RUST_BUILDERS for r in requirements_of(pyproject))
 
 
 def rust_sources(sdist: Path) -> RustSources | None:
