@@ -180,8 +180,8 @@ def build_recipes(
         total = options.jobs or cpu_count()
         # Signing, the audit branch and apt-get take one recipe at a time.
         at_once = schedule.width(total, len(paths), check_repro=options.check_repro,
-                                 fail_fast=bool(options.fail_fast or after
-                                                or options.install_system_deps))
+                                 one_at_a_time=bool(options.fail_fast or after
+                                                    or options.install_system_deps))
         if at_once > 1:
             reporter().note(f"{len(paths)} recipes, {at_once} side by side with "
                             f"{total // at_once} of the {total} jobs each")
@@ -276,7 +276,7 @@ def _build_recipe(path: Path, options: BuildOptions,
 
         for wave in schedule.waves([(p, t.name) for p, t in builds]):
             at_once = schedule.width(total, len(wave), check_repro=options.check_repro,
-                                     fail_fast=options.fail_fast)
+                                     one_at_a_time=options.fail_fast)
             if at_once > 1:
                 reporter().note(f"{recipe.label}: {len(wave)} builds, {at_once} side by side "
                                 f"with {total // at_once} of the {total} jobs each")

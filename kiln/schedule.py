@@ -46,10 +46,11 @@ def waves(builds: Sequence[tuple[str, str]]) -> list[list[int]]:
     return [wave for wave in ([0], leads, rest) if wave]
 
 
-def width(jobs: int, count: int, *, check_repro: bool, fail_fast: bool) -> int:
-    """How many of ``count`` builds run at once under a limit of ``jobs`` compiles.
-    ``--fail-fast`` builds one at a time, so that the first failure stops everything."""
-    if fail_fast:
+def width(jobs: int, count: int, *, check_repro: bool, one_at_a_time: bool) -> int:
+    """How many of ``count`` builds run at once under a limit of ``jobs`` compiles;
+    ``one_at_a_time`` for work that must be in order (``--fail-fast``: the first failure
+    stops everything; signing and the audit branch)."""
+    if one_at_a_time:
         return 1
     return max(1, min(count, jobs // (2 if check_repro else 1)))
 

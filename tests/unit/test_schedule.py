@@ -18,12 +18,12 @@ def test_the_first_build_runs_alone_then_each_other_targets_first_then_the_rest(
 
 
 def test_the_job_limit_holds_with_the_twin_counted():
-    assert width(2, 3, check_repro=False, fail_fast=False) == 2
-    assert width(2, 3, check_repro=True, fail_fast=False) == 1  # build and twin fill 2
-    assert width(8, 3, check_repro=True, fail_fast=False) == 3
-    assert width(8, 5, check_repro=True, fail_fast=False) == 4
-    assert width(1, 3, check_repro=False, fail_fast=False) == 1
-    assert width(8, 3, check_repro=False, fail_fast=True) == 1
+    assert width(2, 3, check_repro=False, one_at_a_time=False) == 2
+    assert width(2, 3, check_repro=True, one_at_a_time=False) == 1  # build and twin fill 2
+    assert width(8, 3, check_repro=True, one_at_a_time=False) == 3
+    assert width(8, 5, check_repro=True, one_at_a_time=False) == 4
+    assert width(1, 3, check_repro=False, one_at_a_time=False) == 1
+    assert width(8, 3, check_repro=False, one_at_a_time=True) == 1
 
 
 def test_builds_run_side_by_side_and_come_back_in_order():
