@@ -15,6 +15,7 @@ from rich.text import Text
 
 from kiln import proc
 from kiln.cli.plain import print_json as print_json
+from kiln.cli.plain import table as table
 from kiln.progress import Expectation, ninja_step, summarise
 
 # Logs and pipes get wide lines rather than wheel names folded over five rows.
@@ -247,11 +248,10 @@ class TerminalReporter:
         self._stop_status()
 
 
-def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    from kiln.cli.plain import print_table
-
-    if print_table(title, columns, rows):  # rich's boxes, drawn without laying rich out
-        return
+def rich_table(title: str | None, columns: Sequence[str],
+               rows: Sequence[Sequence[str]]) -> None:
+    """The table laid out by rich, which folds what does not fit (``table`` draws the rest
+    itself)."""
     t = Table(title=Text(title) if title else None, show_lines=False, header_style="bold",
               title_justify="left")
     for column in columns:

@@ -79,6 +79,14 @@ def print_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequen
     return True
 
 
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Print the table on stdout: drawn here when it fits, else laid out by rich."""
+    if not print_table(title, columns, rows):
+        from kiln.cli.console import rich_table
+
+        rich_table(title, columns, rows)
+
+
 def note(message: str) -> None:
     """A note on stderr, as kiln's progress reporter shows one."""
     text = f"  {message}"

@@ -8,7 +8,6 @@ for, goes to the pipeline through typer, which is always right, only slower.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -60,8 +59,6 @@ def request_of(argv: list[str]) -> tuple[BuildRequest, bool] | None:
 def serve(argv: list[str]) -> bool:
     """Answer a plain ``kiln build`` from kiln's memo: True when it was answered."""
     started = time.monotonic()
-    if os.environ.get("KILN_NO_MEMO"):
-        return False
     parsed = request_of(argv)
     if parsed is None:
         return False
@@ -69,7 +66,7 @@ def serve(argv: list[str]) -> bool:
     served = replay(request, started)
     if served is None:
         return False
-    from kiln.cli.plain import note, print_table
+    from kiln.cli.plain import note, table
 
     seconds = f"{time.monotonic() - started:.1f}"
     if not quiet:
@@ -77,8 +74,5 @@ def serve(argv: list[str]) -> bool:
             note(f"{item.label}: using the cached build {item.key[:12]} (same recipe, sdist, "
                  "lock, interpreter and toolchain; --no-cache builds again)")
     rows = [[*item.row[:3], seconds, "cached", item.row[3]] for item in served]
-    if not print_table(None, COLUMNS, rows):
-        from kiln.cli.console import table
-
-        table(None, COLUMNS, rows)
+    table(None, COLUMNS, rows)
     return True

@@ -29,15 +29,13 @@ def recipe_check(recipes: list[Path], json_output: bool) -> None:
             bad += 1
             status, detail = "error", exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
         rows.append({"recipe": str(path), "status": status, "detail": detail})
-    from kiln.cli.plain import print_json, print_table
+    from kiln.cli.plain import print_json, table
 
-    columns, cells = ["recipe", "status", "detail"], [list(r.values()) for r in rows]
     if json_output:
         print_json(rows)
-    elif not print_table(None, columns, cells):  # too wide for the line: rich folds it
-        from kiln.cli.console import table
-
-        table(None, columns, cells)
+    else:
+        table(None, ["recipe", "status", "detail"],
+              [[r["recipe"], r["status"], r["detail"]] for r in rows])
     if bad:
         raise RecipeError(f"{bad} of {len(recipes)} recipe(s) failed the check")
 
