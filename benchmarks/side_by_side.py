@@ -21,26 +21,20 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+from repro_overhead import timed as run_timed  # noqa: E402  (beside this script)
+
 
 def timed(recipe: Path, cache: Path, out: Path, *args: str) -> float:
-    argv = [sys.executable, "-m", "kiln", "-q", "build", str(recipe), "-o", str(out),
-            "--no-cache", *args]
-    env = {**os.environ, "KILN_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)}
     shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
-    result = subprocess.run(argv, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"failed: {' '.join(argv)}\n{result.stdout}\n{result.stderr}")
-    return elapsed
+    return run_timed([sys.executable, "-m", "kiln", "-q", "build", str(recipe), "-o", str(out),
+                      "--no-cache", *args],
+                     {**os.environ, "KILN_CACHE_DIR": str(cache), "PYTHONPATH": str(ROOT)})
 
 
 def main() -> None:
