@@ -36,12 +36,10 @@ from kiln.toolchain.zig import (
     COMPILE_FLAGS,
     ZigLayout,
     cache_entries,
-    clang_edits,
+    compile_identity,
     install_zig,
-    pin_digest,
     write_wrappers,
     zig_cache_root,
-    zig_pin,
     zig_triple,
 )
 
@@ -158,9 +156,7 @@ class HermeticBackend:
         canonical_bin = ZigLayout.fixed().bin
         rust = rust_parts(job, isolated, seen_bin, canonical_bin)
         identity = (
-            ("zig", pin_digest(zig_pin())),
-            ("target", triple),
-            ("flags", " ".join((*COMPILE_FLAGS, *clang_edits(triple)))),
+            *compile_identity(triple),
             ("cpython", description.digest),
             *((name, value.replace(seen_bin, canonical_bin)) for name, value in env),
             *((f"library {lib.spec.name}", lib.key) for lib in libs.built),
@@ -252,8 +248,7 @@ def _libraries(job: BuildJob, triple: str, isolated: bool, zig_binds: tuple[Bind
                  "--backend host against the system's -dev packages")
     lt = libraries.LibraryToolchain(
         triple=triple, target=job.target,
-        identity=(("zig", pin_digest(zig_pin())), ("target", triple),
-                  ("flags", " ".join((*COMPILE_FLAGS, *clang_edits(triple))))),
+        identity=compile_identity(triple),
         binds=zig_binds, bin_inside=bin_inside, hidden=hidden,
         chain=job.surroundings.compile_chain, cache=job.cache, index=job.index, jobs=job.jobs)
     built = libraries.prepare(specs, lt)

@@ -68,6 +68,20 @@ def clang_edits(triple: str) -> tuple[str, ...]:
     return (DEBUG_DIR_OVERRIDE, *(X86_FEATURE_EDITS if triple.startswith("x86_64") else ()))
 
 
+def compile_edits(triple: str) -> str:
+    """What the wrappers change in a compile's arguments for ``triple``, as shell."""
+    return (CPU_NAME_EDIT + (AARCH64_MARCH_EDIT if triple.startswith("aarch64") else "")
+            + DEPFILE_EDIT)
+
+
+def compile_identity(triple: str) -> tuple[tuple[str, str], ...]:
+    """What a compile for ``triple`` is made with, for the keys of builds and libraries:
+    zig, the target, the flags and clang edits, and the wrappers' edits of the arguments."""
+    return (("zig", pin_digest(zig_pin())), ("target", triple),
+            ("flags", " ".join((*COMPILE_FLAGS, *clang_edits(triple)))),
+            ("wrappers", sha256_bytes(compile_edits(triple).encode())[:16]))
+
+
 def zig_cache_root(tools: Path) -> Path:
     """The folder of the compile caches. zig's cache keys leave CCC_OVERRIDE_OPTIONS out, so
     objects compiled under other edits must not be found: the folder is named by them."""
@@ -304,15 +318,17 @@ fi
 
 
 # GCC and clang name CPUs with hyphens (-march=x86-64-v3, skylake-avx512, -mcpu=cortex-a72);
-# zig's -march, -mcpu and -mtune read a hyphen as "minus a feature" and name the same CPUs
-# with underscores, so such a compile stopped with "unknown CPU feature". The wrappers pass
-# the name zig knows. -mtune=generic, GCC's default tuning, names no CPU zig knows and asks
-# for nothing: it is left out.
+# zig's -march and -mcpu read a hyphen as "minus a feature" and name the same CPUs with
+# underscores, so such a compile stopped with "unknown CPU feature". The wrappers pass the
+# name zig knows. -mtune is left out: GCC and clang tune the schedule for that CPU and never
+# use an instruction -march does not allow, but zig reads -mtune as the CPU to compile for,
+# so "-march=x86-64 -mtune=haswell" made AVX2 code that stops with SIGILL on older machines
+# (and -mtune=native made the build machine's CPU part of the wheel).
 CPU_NAME_EDIT = r"""for a do
   shift
   case $a in
-    -mtune=generic) continue ;;
-    -march=*-*|-mcpu=*-*|-mtune=*-*)
+    -mtune=*) continue ;;
+    -march=*-*|-mcpu=*-*)
       o=${a%%=*} v=${a#*=} n=
       while :; do
         case $v in
@@ -321,6 +337,39 @@ CPU_NAME_EDIT = r"""for a do
         esac
       done
       a=$o=$n ;;
+  esac
+  set -- "$@" "$a"
+done
+"""
+
+# GCC names an aarch64 architecture and its extensions with -march=armv8.2-a+crc+nofp16;
+# zig takes no -march for aarch64 (it lists its CPUs and stops) but the same as a CPU
+# model with features: -mcpu=generic+v8_2a+crc-fullfp16. Run after CPU_NAME_EDIT, so
+# hyphens are already underscores (armv8.2_a, sve2_bitperm). The extensions GCC spells
+# differently from LLVM are renamed; a "no" extension is taken away.
+AARCH64_MARCH_EDIT = r"""for a do
+  shift
+  case $a in
+    -march=armv[89]_a|-march=armv[89]_a+*|-march=armv[89].[0-9]_a|-march=armv[89].[0-9]_a+*)
+      v=${a#-march=armv} f=
+      case $v in *+*) f=${v#*+} v=${v%%+*} ;; esac
+      v=${v%_a}
+      case $v in
+        8) n=generic ;;
+        *.*) n=generic+v${v%.*}_${v#*.}a ;;
+        *) n=generic+v${v}a ;;
+      esac
+      while [ -n "$f" ]; do
+        x=${f%%+*} s=+
+        case $f in *+*) f=${f#*+} ;; *) f= ;; esac
+        case $x in no?*) x=${x#no} s=- ;; esac
+        case $x in
+          fp16) x=fullfp16 ;; simd) x=neon ;; fp) x=fp_armv8 ;; memtag) x=mte ;;
+          rng) x=rand ;; profile) x=spe ;;
+        esac
+        n=$n$s$x
+      done
+      a=-mcpu=$n ;;
   esac
   set -- "$@" "$a"
 done
@@ -370,13 +419,14 @@ def wrapper_scripts(layout: ZigLayout, version: str, triple: str,
                "export ZIG_GLOBAL_CACHE_DIR ZIG_LOCAL_CACHE_DIR CCC_OVERRIDE_OPTIONS\n")
     maps = " ".join(q(f"-ffile-prefix-map={seen}={canon}") for seen, canon in pairs)
     flags = " ".join(q(f) for f in COMPILE_FLAGS)
+    edits_of_compiles = compile_edits(triple)
     scripts = {}
     for name, (sub, compiles) in WRAPPERS.items():
         args = " ".join(x for x in (sub, "-target", q(triple), flags, maps) if x) if compiles \
             else sub
         scripts[name] = (f"#!/bin/sh\n# written by kiln: zig {version} {sub}"
                          + (f" for {triple}" if compiles else "") + "\n"
-                         + exports + (CPU_NAME_EDIT + DEPFILE_EDIT if compiles else "")
+                         + exports + (edits_of_compiles if compiles else "")
                          + (THIN_ARCHIVE_EDIT if name == "ar" else "")
                          + f'exec {q(zig)} {args} "$@"\n')
     return scripts

@@ -372,27 +372,37 @@ MARCH_SETUP = """
     from setuptools import Extension, setup
     setup(name="march-demo", version="1.0", packages=["march_demo"],
           ext_modules=[Extension("march_demo._native", ["src/native.c"],
-                                 extra_compile_args=["-march=x86-64-v3", "-mtune=generic"])])
+                                 extra_compile_args={flags!r})])
 """
 MARCH_SOURCE = """
     #include <Python.h>
-    #ifndef __AVX2__
-    #error "-march=x86-64-v3 did not reach the compiler"
+    #if !({features})
+    #error "{flags} did not reach the compiler"
     #endif
-    static PyMethodDef methods[] = {{NULL, NULL, 0, NULL}};
-    static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
-    PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+    static PyMethodDef methods[] = {{{{NULL, NULL, 0, NULL}}}};
+    static struct PyModuleDef module = {{PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods}};
+    PyMODINIT_FUNC PyInit__native(void) {{ return PyModule_Create(&module); }}
 """
 
 
-def test_gccs_cpu_names_build_with_zig(run_kiln, shared_cache, tmp_path):
-    """-march=x86-64-v3 and -mtune=generic, as GCC spells them: zig knows the first as
-    x86_64_v3 and has no -mtune=generic; the wrappers translate, and AVX2 is on."""
-    files = {"setup.py": MARCH_SETUP, "march_demo/__init__.py": "",
-             "src/native.c": MARCH_SOURCE,
+@pytest.mark.parametrize(("target", "flags", "features"), [
+    ("linux-x86_64", ["-march=x86-64-v3", "-mtune=generic"], "defined(__AVX2__)"),
+    # tuning for Haswell must not make Haswell's instructions the baseline
+    ("linux-x86_64", ["-march=x86-64", "-mtune=haswell"], "!defined(__AVX2__)"),
+    ("linux-aarch64", ["-march=armv8.2-a+crc+dotprod", "-mtune=cortex-a72"],
+     "defined(__ARM_FEATURE_CRC32) && defined(__ARM_FEATURE_DOTPROD)"),
+], ids=["x86-64-v3", "tuned-for-haswell", "armv8.2-a+crc+dotprod"])
+def test_gccs_cpu_names_build_with_zig(run_kiln, shared_cache, tmp_path, target, flags,
+                                       features):
+    """-march=x86-64-v3, -march=armv8.2-a+crc+dotprod and -mtune, as GCC spells them: zig
+    knows x86_64_v3, takes an aarch64 architecture as a CPU with features
+    (generic+v8_2a+crc+dotprod), and reads -mtune as the CPU to compile for. The wrappers
+    translate and drop -mtune: the features asked for are on, and only those."""
+    files = {"setup.py": MARCH_SETUP.format(flags=flags), "march_demo/__init__.py": "",
+             "src/native.c": MARCH_SOURCE.format(flags=" ".join(flags), features=features),
              "pyproject.toml": cext_files()["pyproject.toml"]}
     recipe = _recipe(tmp_path, "march-demo", files, ())
     result, built = _build(run_kiln, shared_cache, recipe, tmp_path / "wh", "--target",
-                           "linux-x86_64", "--no-test", check=False)
+                           target, "--no-test", check=False)
     assert result.returncode == 0, result.stderr
     assert built[0]["record"]["hermetic"] is True

@@ -271,3 +271,13 @@ def test_a_rust_toolchain_in_usr_is_refused_rather_than_showing_the_hosts_compil
     with pytest.raises(UnsupportedError, match="holds the host's other compilers") as caught:
         hermetic.rust_parts(_RustJob(), True, "/b", "/b")  # type: ignore[arg-type]
     assert "rustup" in (caught.value.hint or "")
+
+
+def test_the_wrappers_edits_of_a_compile_are_part_of_its_identity(monkeypatch):
+    """A change in how the wrappers rewrite a compile's arguments changes what it makes, so
+    it changes every key built on the toolchain's identity (builds, libraries)."""
+    x86 = dict(zig.compile_identity("x86_64-linux-gnu.2.17"))
+    arm = dict(zig.compile_identity("aarch64-linux-gnu.2.17"))
+    assert x86["wrappers"] != arm["wrappers"]  # only aarch64's rewrite -march
+    monkeypatch.setattr(zig, "CPU_NAME_EDIT", zig.CPU_NAME_EDIT.replace("-mtune=*", "-mtune=x"))
+    assert dict(zig.compile_identity("x86_64-linux-gnu.2.17"))["wrappers"] != x86["wrappers"]
