@@ -95,23 +95,42 @@ def _file_digest(path: Path) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """The files a build's answer comes from, as read at one moment."""
+
+    # Each recipe's path and the digests of the recipe, its lock and its test lock
+    # (kiln.recipe.Recipe.lock_path and kiln.lockfile.test_lock_path; None: missing).
+    recipes: list[list[str | None]]
+    kiln: list[list[object]]  # _kiln_code()
+
+    def still(self, now: Inputs) -> bool:
+        """Nothing read before has changed since: a file that was missing may have been
+        written (the lock a build makes for itself), no other."""
+        return self.kiln == now.kiln and len(self.recipes) == len(now.recipes) and all(
+            was is None or was == found
+            for old, new in zip(self.recipes, now.recipes, strict=True)
+            for was, found in zip(old, new, strict=True))
+
+
+def read_inputs(request: BuildRequest) -> Inputs:
+    return Inputs(recipes=[[str(path), *(_file_digest(p) for p in (
+        path, path.with_suffix(".lock"), path.with_suffix(".test.lock")))]
+        for path in request.recipes], kiln=_kiln_code())
+
+
 def request_key(request: BuildRequest) -> str:
     """The digest of everything the answer to ``request`` depends on, read now."""
-    recipes = []
-    for path in request.recipes:
-        # The recipe, its lock and its test lock (kiln.recipe.Recipe.lock_path and
-        # kiln.lockfile.test_lock_path): a missing one is part of the key too.
-        recipes.append([str(path), *(_file_digest(p) for p in (
-            path, path.with_suffix(".lock"), path.with_suffix(".test.lock")))])
+    inputs = read_inputs(request)
     blob = {
         "memo": MEMO_VERSION,
-        "recipes": recipes,
+        "recipes": inputs.recipes,
         "pythons": list(request.pythons),
         "targets": list(request.targets),
         "tests": request.tests,
         "cache": str(request.cache),
         "env": sorted((k, v) for k, v in os.environ.items() if k.startswith("KILN_")),
-        "kiln": _kiln_code(),
+        "kiln": inputs.kiln,
     }
     return sha256_bytes(json.dumps(blob, sort_keys=True).encode())
 
@@ -120,14 +139,19 @@ def _memo_path(request: BuildRequest, key: str) -> Path:
     return request.cache / "replay" / f"{key}.json"
 
 
-def remember(request: BuildRequest, results: Sequence[JobResult]) -> None:
+def remember(request: BuildRequest, results: Sequence[JobResult], before: Inputs) -> None:
     """Keep the answer to ``request``: only when every result is a hermetic wheel that a
-    cache hit would deliver again (not skipped, not failed, not served by another
-    Python's abi3 wheel)."""
+    cache hit would deliver again (not skipped, not failed, not served by another Python's
+    abi3 wheel), and no recipe, lock or module of kiln changed while it built (``before``:
+    read_inputs from before the build read them). A recipe edited meanwhile is not the
+    recipe these wheels were built from; a lock the build wrote itself, where there was
+    none, is the one it built with."""
     from kiln.outcomes import outcome_of, outcome_path
     from kiln.record import record_path
 
     if not replay_allowed(os.environ) or not results:
+        return
+    if not before.still(read_inputs(request)):
         return
     entries = []
     for result in results:

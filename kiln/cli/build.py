@@ -272,6 +272,18 @@ def build(
         from kiln.audit import audit_step
 
         after.append(audit_step(Path.cwd(), audit_branch))
+    # A plain build (kiln.cli.quickbuild's command line) keeps its answer for next time, if
+    # its recipes and locks are still the ones it read.
+    request = inputs = None
+    if not (env or backend or python_path or check_repro or diffoscope or no_cache or overwrite
+            or install_system_deps or sign_key or audit):
+        from kiln.replay import BuildRequest, read_inputs
+
+        request = BuildRequest(recipes=tuple(p.absolute() for p in recipes),
+                               pythons=tuple(python or ()), targets=tuple(target or ()),
+                               tests=not no_test, cache=cache_dir(cache),
+                               output=output.absolute())
+        inputs = read_inputs(request)
     reporter = terminal()
     try:
         with reporting(reporter):
@@ -283,15 +295,10 @@ def build(
     elif not refused(results):
         print_results(results, show_repro=check_repro)
     finish(results, json_output=json_output)
-    # A plain build (kiln.cli.quickbuild's command line) keeps its answer for next time.
-    if not (env or backend or python_path or check_repro or diffoscope or no_cache or overwrite
-            or install_system_deps or sign_key or audit):
-        from kiln.replay import BuildRequest, remember
+    if request is not None and inputs is not None:
+        from kiln.replay import remember
 
-        remember(BuildRequest(recipes=tuple(p.absolute() for p in recipes),
-                              pythons=tuple(python or ()), targets=tuple(target or ()),
-                              tests=not no_test, cache=cache_dir(cache),
-                              output=output.absolute()), results)
+        remember(request, results, inputs)
 
 
 @app.command()

@@ -121,3 +121,27 @@ def test_what_the_replay_cannot_vouch_for_goes_to_the_pipeline(kiln_env, cext_re
     assert (entry / wheel.name).read_bytes() == original
     served, modules = _kiln(kiln_env, tmp_path, *build)
     assert served.returncode == 0 and not _pipeline(modules)
+
+
+def test_a_recipe_edited_while_it_builds_is_not_answered_from_that_build(kiln_env,
+                                                                         cext_recipe,
+                                                                         tmp_path):
+    """The memo is keyed by the recipe as the build read it, not as it is when the build
+    ends: an edit made meanwhile is a recipe these wheels were not built from."""
+    modules = tmp_path / "modules.json"
+    build = ["build", str(cext_recipe), "-p", "3.11", "-t", "linux-x86_64", "-o", "built"]
+    running = subprocess.Popen([sys.executable, "-c", RUN, str(modules), *build], cwd=tmp_path,
+                               env={**kiln_env, "PYTHONPATH": str(ROOT)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert running.stderr is not None
+    first = running.stderr.readline()  # the pipeline has read the recipe: "→ fetch …"
+    assert "fetch" in first, first
+    with cext_recipe.open("a") as recipe:
+        recipe.write("\n# edited while it built\n")
+    _, err = running.communicate(timeout=900)
+    assert running.returncode == 0, err
+    assert _pipeline(set(json.loads(modules.read_text())))
+
+    again, loaded = _kiln(kiln_env, tmp_path, *build)
+    assert again.returncode == 0, again.stderr
+    assert _pipeline(loaded), "the edited recipe was answered from the build before the edit"
