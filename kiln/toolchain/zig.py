@@ -322,12 +322,15 @@ fi
 # underscores, so such a compile stopped with "unknown CPU feature". The wrappers pass the
 # name zig knows. -mtune is left out: GCC and clang tune the schedule for that CPU and never
 # use an instruction -march does not allow, but zig reads -mtune as the CPU to compile for,
-# so "-march=x86-64 -mtune=haswell" made AVX2 code that stops with SIGILL on older machines
-# (and -mtune=native made the build machine's CPU part of the wheel).
+# so "-march=x86-64 -mtune=haswell" made AVX2 code that stops with SIGILL on older machines.
+# -march=native and -mcpu=native are left out too: they compile for the build machine's
+# CPU, so the wheel would differ from one build machine to the next and stop with SIGILL on
+# a CPU older than the builder's. A wheel is built for its target's baseline, and for what
+# a package asks by name (-mavx2, -march=haswell, a target attribute).
 CPU_NAME_EDIT = r"""for a do
   shift
   case $a in
-    -mtune=*) continue ;;
+    -mtune=*|-march=native|-mcpu=native) continue ;;
     -march=*-*|-mcpu=*-*)
       o=${a%%=*} v=${a#*=} n=
       while :; do

@@ -389,9 +389,11 @@ MARCH_SOURCE = """
     ("linux-x86_64", ["-march=x86-64-v3", "-mtune=generic"], "defined(__AVX2__)"),
     # tuning for Haswell must not make Haswell's instructions the baseline
     ("linux-x86_64", ["-march=x86-64", "-mtune=haswell"], "!defined(__AVX2__)"),
+    # nor may the build machine's CPU (this one has AVX2; a wheel's baseline has not)
+    ("linux-x86_64", ["-march=native"], "!defined(__AVX2__)"),
     ("linux-aarch64", ["-march=armv8.2-a+crc+dotprod", "-mtune=cortex-a72"],
      "defined(__ARM_FEATURE_CRC32) && defined(__ARM_FEATURE_DOTPROD)"),
-], ids=["x86-64-v3", "tuned-for-haswell", "armv8.2-a+crc+dotprod"])
+], ids=["x86-64-v3", "tuned-for-haswell", "native", "armv8.2-a+crc+dotprod"])
 def test_gccs_cpu_names_build_with_zig(run_kiln, shared_cache, tmp_path, target, flags,
                                        features):
     """-march=x86-64-v3, -march=armv8.2-a+crc+dotprod and -mtune, as GCC spells them: zig
