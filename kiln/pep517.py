@@ -38,6 +38,10 @@ class BuildSystem:
 # that fixes it; kiln passes it unless the recipe sets that key itself. meson-python
 # builds in ".mesonpy-<random>" and writes that folder into generated files (contourpy's
 # _build_config.py, numpy's __config__.py).
+# A config setting's value: a string, or several (meson-python's setup-args, when kiln adds
+# a cross file to the recipe's own).
+ConfigSettings = dict[str, "str | list[str]"]
+
 FIXED_BUILD_SETTINGS: dict[str, dict[str, str]] = {
     "mesonpy": {"build-dir": "build"},
 }
@@ -242,7 +246,7 @@ def _warnings_to_log(log: Path) -> Iterator[None]:
 
 
 def get_requires_for_build_wheel(build_system: BuildSystem, run: HookRun,
-                                 config_settings: Mapping[str, str]) -> list[str]:
+                                 config_settings: Mapping[str, str | list[str]]) -> list[str]:
     caller = _caller(build_system, run)
     try:
         with _warnings_to_log(run.log):
@@ -255,7 +259,7 @@ def get_requires_for_build_wheel(build_system: BuildSystem, run: HookRun,
 
 
 def build_wheel(build_system: BuildSystem, run: HookRun, out_inside: str,
-                config_settings: Mapping[str, str]) -> str:
+                config_settings: Mapping[str, str | list[str]]) -> str:
     """Run the backend's build_wheel; return the wheel's file name."""
     caller = _caller(build_system, run)
     try:

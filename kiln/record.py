@@ -225,7 +225,7 @@ class BuildRecord(Model):
     # The Rust crates vendored for cargo (every registry crate of the sdist's Cargo.lock files).
     crates: list[CrateRef] = Field(default_factory=list)
     environment: dict[str, str]
-    config_settings: dict[str, str] = Field(default_factory=dict)
+    config_settings: dict[str, str | list[str]] = Field(default_factory=dict)
     normalisation: Normalisation
     sandbox: SandboxRef
     outputs: list[WheelRef]

@@ -45,8 +45,6 @@ from kiln.toolchain.zig import (
 
 # Build backends that cannot be pointed at another architecture from here, and why.
 _CROSS_REFUSED = {
-    "mesonpy": "meson-python configures its compilers from the machine it runs on, and kiln "
-               "does not yet write it a cross file",
     "maturin": "maturin compiles Rust, and kiln builds Rust only for the machine it runs on",
 }
 _CROSS_REFUSED_REQUIRES = {

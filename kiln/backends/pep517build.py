@@ -14,12 +14,15 @@ from kiln.fetch import unpack_sdist
 from kiln.observe import check_network, observe
 from kiln.pep517 import (
     BuildSystem,
+    ConfigSettings,
     HookRun,
     build_wheel,
     effective_config_settings,
     read_build_system,
 )
 from kiln.toolchain.compilers import wrap_compilers
+from kiln.toolchain.meson import cross_file, with_setup_arg
+from kiln.toolchain.targets import host_target
 
 
 def faketime_prefix(job: BuildJob) -> list[str]:
@@ -86,7 +89,12 @@ def pep517_build(job: BuildJob, toolchain: Toolchain, ws: Workspace, log: Path, 
     )
     seen = observe(run)
     check_network(seen, job.label)
-    settings = effective_config_settings(build_system.backend, dict(job.recipe.config_settings))
+    settings: ConfigSettings = dict(effective_config_settings(
+        build_system.backend, dict(job.recipe.config_settings)))
+    if build_system.backend == "mesonpy" and toolchain.hermetic and job.target != host_target():
+        cross = ws.env / "meson-cross.ini"
+        cross.write_text(cross_file(job.target, env, run.python), encoding="utf-8")
+        settings = with_setup_arg(settings, f"--cross-file={ws.inside(cross)}")
     name = build_wheel(build_system, run, ws.inside(ws.out), settings)
     wheel = ws.out / name
     if not wheel.is_file():

@@ -87,11 +87,20 @@ class Sysroot:
         return f"{self.target.arch}-manylinux_2_{minor}"
 
 
+def sysroot_roots(minor: str) -> list[str]:
+    """The packages a sysroot is made of, with their dependencies: CPython, and the C++
+    runtime and libgcc_s that the manylinux policies count on every system having (a wheel
+    such as numpy's links libstdc++.so.6 and does not carry it)."""
+    return [f"python{minor}-minimal", f"libpython{minor}-stdlib", "libstdc++6", "libgcc-s1"]
+
+
 def _load(root: Path, target: Target) -> Sysroot | None:
     try:
         data = json.loads((root / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
+    if data.get("roots") != sysroot_roots(data.get("python", "")):
+        return None  # made of fewer packages by an older kiln: made again
     return Sysroot(root=root, target=target, minor=data["python"], suite=data["suite"],
                    python_version=data["python_version"], glibc=data["glibc"],
                    packages=tuple(tuple(p) for p in data["packages"]))
@@ -145,14 +154,14 @@ def prepare_sysroot(target: Target, minor: str, cache: Path, *,
         try:
             unpacked = staging / "root"
             packages, missing, date = build_root(
-                unpacked, suite, arch, [f"python{minor}-minimal", f"libpython{minor}-stdlib"],
-                cache / "debian", log=log)
+                unpacked, suite, arch, sysroot_roots(minor), cache / "debian", log=log)
             by_name = {p.name: p for p in packages}
             libc = by_name.get("libc6")
             if libc is None:
                 raise EnvironmentSetupError(f"Debian {suite}: python{minor} pulled in no libc6")
             manifest = {
                 "suite": suite, "release_date": date, "arch": arch, "python": minor,
+                "roots": sysroot_roots(minor),
                 "python_version": by_name[f"python{minor}-minimal"].version,
                 "glibc": ".".join(libc.version.split("-")[0].split(".")[:2]),
                 "packages": [[p.name, p.version, p.sha256] for p in packages],

@@ -181,29 +181,6 @@ def test_a_build_that_runs_a_target_program_says_it_cannot_cross(run_kiln, share
     assert not list((tmp_path / "wh").glob("*.whl"))
 
 
-def test_meson_python_is_refused_for_cross_builds_before_anything_runs(run_kiln, shared_cache,
-                                                                       tmp_path):
-    files = {"pyproject.toml": """
-        [build-system]
-        requires = ["setuptools"]
-        build-backend = "mesonpy"
-    """, "meson.build": "project('m', 'c')\n"}
-    recipe = _recipe(tmp_path, "meson-demo", files, ())
-    setuptools = next(TEST_WHEELS.glob("setuptools-*.whl"))
-    digest = __import__("hashlib").sha256(setuptools.read_bytes()).hexdigest()
-    version = setuptools.name.split("-")[1]
-    sdist_sha = next(line for line in recipe.read_text().splitlines()
-                     if line.startswith("sha256")).split('"')[1]
-    recipe.with_suffix(".lock").write_text(
-        "# kiln lock v1: build requirements of meson-demo 1.0\n"
-        f"# sdist-sha256: {sdist_sha}\n# pythons: 3.11\n"
-        f"setuptools=={version} \\\n    --hash=sha256:{digest}\n")
-    result, _ = _build(run_kiln, shared_cache, recipe, tmp_path / "wh", "--backend", "hermetic",
-                       "--target", "linux-aarch64", check=False)
-    assert result.returncode == 64, result.stderr
-    assert "meson-python configures its compilers" in result.stderr
-
-
 def test_sysroot_refuses_a_python_debian_never_shipped(run_kiln, tmp_path):
     result = run_kiln("sysroot", "linux-aarch64", "--python", "3.12")
     assert result.returncode == 64
@@ -366,6 +343,66 @@ def test_a_scikit_build_core_project_cross_builds_with_findpython(run_kiln, shar
     machines = _elf_machines(Path(entry["wheel"]))
     assert list(machines) == ["skb_demo/_native.cpython-311-aarch64-linux-gnu.so"], machines
     assert machines["skb_demo/_native.cpython-311-aarch64-linux-gnu.so"].startswith("EM_AARCH64")
+
+
+MESON_FILES = {
+    "pyproject.toml": """
+        [build-system]
+        requires = ["meson-python>=0.16"]
+        build-backend = "mesonpy"
+
+        [project]
+        name = "meson-demo"
+        version = "1.0"
+    """,
+    "meson.options": "option('answer', type: 'integer', value: 0)\n",
+    "meson.build": """
+        project('meson-demo', 'c')
+        py = import('python').find_installation(pure: false)
+        py.extension_module('_native', 'src/native.c', install: true, subdir: 'meson_demo',
+          c_args: ['-DANSWER=' + get_option('answer').to_string(),
+                   '-DCPU="' + host_machine.cpu_family() + '"'])
+        py.install_sources('meson_demo/__init__.py', subdir: 'meson_demo')
+    """,
+    "meson_demo/__init__.py": "from ._native import answer, cpu\n",
+    "src/native.c": """
+        #include <Python.h>
+        static PyObject *answer(PyObject *s, PyObject *a) { return PyLong_FromLong(ANSWER); }
+        static PyObject *cpu(PyObject *s, PyObject *a) { return PyUnicode_FromString(CPU); }
+        static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, ""},
+                                        {"cpu", cpu, METH_NOARGS, ""}, {NULL}};
+        static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods};
+        PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+    """,
+}
+
+
+@pytest.mark.network
+def test_a_meson_python_project_cross_builds_through_kilns_cross_file(run_kiln, shared_cache,
+                                                                       tmp_path):
+    """meson takes the target's compilers from a cross file: kiln writes one and adds it to
+    the recipe's own setup-args. meson sees an aarch64 host machine, the extension is named
+    and compiled for aarch64, and it runs under qemu."""
+    check = 'import meson_demo as m; assert (m.answer(), m.cpu()) == (7, \\"aarch64\\")'
+    recipe = _recipe(tmp_path, "meson-demo", MESON_FILES, (f"python -c '{check}'",))
+    recipe.write_text(recipe.read_text().replace(
+        'python = ["3.11"]', 'python = ["3.11"]\nconfig-settings = { setup-args = "-Danswer=7" }'))
+    online = {"KILN_NO_INDEX": "", "KILN_FIND_LINKS": f"{TEST_WHEELS}"}
+    result = run_kiln("build", recipe, "-o", tmp_path / "wh", "--json", "--target",
+                      "linux-aarch64", env={"KILN_CACHE_DIR": str(shared_cache), **online},
+                      timeout=1200)
+    assert result.returncode == 0, result.stderr
+    (entry,) = json.loads(result.stdout)
+    record = entry["record"]
+    assert record["hermetic"] is True
+    assert record["repair"]["policy"] == "manylinux_2_17_aarch64"
+    setup_args = record["config_settings"]["setup-args"]
+    assert setup_args[0] == "-Danswer=7" and setup_args[1].startswith("--cross-file="), setup_args
+    machines = _elf_machines(Path(entry["wheel"]))
+    assert list(machines) == ["meson_demo/_native.cpython-311-aarch64-linux-gnu.so"], machines
+    assert machines["meson_demo/_native.cpython-311-aarch64-linux-gnu.so"].startswith(
+        "EM_AARCH64")
+    assert record["test"]["passed"] is True, record["test"]
 
 
 MARCH_SETUP = """

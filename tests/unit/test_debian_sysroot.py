@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 import pytest
@@ -171,3 +172,18 @@ def test_without_a_recipe_the_wheel_modules_are_imported(tmp_path):
     script = smoke_command(wheel)[-1]  # type: ignore[index]
     # the compiled modules by their full names; never the .libs folder auditwheel adds
     assert "['_top', 'pkg._ext']" in script and "libfoo" not in script
+
+
+def test_a_sysroot_made_of_other_packages_is_made_again(tmp_path):
+    """The emulated system has what manylinux counts on (libstdc++, libgcc_s): numpy's own
+    aarch64 wheels link libstdc++.so.6 without carrying it. A sysroot an older kiln made
+    of CPython alone is not used."""
+    assert {"libstdc++6", "libgcc-s1", "python3.13-minimal"} <= set(
+        emulation.sysroot_roots("3.13"))
+    manifest = {"suite": "trixie", "arch": "arm64", "python": "3.13", "python_version": "3.13.5",
+                "glibc": "2.41", "packages": []}
+    (tmp_path / emulation.MANIFEST).write_text(json.dumps(manifest))
+    assert emulation._load(tmp_path, TARGETS["linux-aarch64"]) is None
+    manifest["roots"] = emulation.sysroot_roots("3.13")
+    (tmp_path / emulation.MANIFEST).write_text(json.dumps(manifest))
+    assert emulation._load(tmp_path, TARGETS["linux-aarch64"]) is not None

@@ -125,7 +125,6 @@ class _Job:
 
 
 @pytest.mark.parametrize(("backend", "requires", "why"), [
-    ("mesonpy", ("meson-python",), "meson-python"),
     ("maturin", ("maturin>=1",), "Rust"),
     ("setuptools.build_meta", ("setuptools", "setuptools_rust>=1.5"), "setuptools-rust"),
 ])
@@ -136,7 +135,7 @@ def test_backends_kiln_cannot_cross_configure_are_refused(backend, requires, why
 
 
 @pytest.mark.parametrize("backend", ["setuptools.build_meta", "setuptools.build_meta:__legacy__",
-                                     "scikit_build_core.build", "hatchling.build"])
+                                     "scikit_build_core.build", "hatchling.build", "mesonpy"])
 def test_backends_that_cross_compile_pass(backend):
     hermetic.refuse_cross_backend(BuildSystem(("setuptools",), backend, ()), _Job())  # type: ignore[arg-type]
 
