@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -90,6 +90,7 @@ _LIBRARY: dict[str, tuple[type | tuple[type, ...], bool]] = {
     "sha256": (str, True),
     "build": (str, True),
     "options": (list, False),
+    "target-options": (dict, False),
     "link": (str, False),
     "requires": (list, False),
     "environment": (dict, False),
@@ -134,6 +135,8 @@ class LibrarySpec:
     debian: str = ""  # a Debian source package
     suite: str = DEBIAN_SUITE
     options: tuple[str, ...] = ()  # configure / cmake / make arguments, each one word
+    # More options for one target, after ``options``: (target name, options), sorted
+    target_options: tuple[tuple[str, tuple[str, ...]], ...] = ()
     link: str = "static"
     requires: tuple[str, ...] = ()  # other [library] tables it builds against
     environment: tuple[tuple[str, str], ...] = ()  # for the wheel's build; {prefix} expands
@@ -142,6 +145,11 @@ class LibrarySpec:
     @property
     def source(self) -> str:
         return self.url or f"debian:{self.suite}/{self.debian}"
+
+    def for_target(self, target: str) -> LibrarySpec:
+        """The library as it builds for ``target``: its options, then that target's."""
+        extra = dict(self.target_options).get(target, ())
+        return replace(self, options=(*self.options, *extra), target_options=())
 
 
 @dataclass(frozen=True)
@@ -522,6 +530,17 @@ def _library(check: _Checker, name: str, where: str, table: dict[str, Any]) -> L
                          f"'{link}'", hint="static links it into the extension; shared is "
                                            "grafted into the wheel by auditwheel")
     options = check.strings(f"{where} options", table.get("options", []))
+    target_options = []
+    for target, more in sorted(table.get("target-options", {}).items()):
+        if target not in TARGETS:
+            raise check.fail(f"{where} target-options", f"unknown target '{target}'"
+                             f"{_suggest(target, tuple(TARGETS))}",
+                             hint=f"targets: {', '.join(TARGETS)}")
+        if not isinstance(more, list):
+            raise check.fail(f"{where} target-options {target}", "must be a list of options",
+                             hint=f'"{target}" = ["TARGET=ARMV8"]')
+        target_options.append((target, check.strings(f"{where} target-options {target}",
+                                                     more)))
     requires = check.strings(f"{where} requires", table.get("requires", []))
     environment = _env_table(check, f"{where} environment", table.get("environment", {}))
     for var, value in environment:
@@ -537,7 +556,8 @@ def _library(check: _Checker, name: str, where: str, table: dict[str, Any]) -> L
     if subdir.startswith("/") or ".." in parts or "\\" in subdir:
         raise check.fail(f"{where} subdir", f"'{subdir}' is not a folder inside the archive")
     return LibrarySpec(name=name, version=table["version"], sha256=digest, build=build,
-                       url=url, debian=package, suite=suite, options=options, link=link,
+                       url=url, debian=package, suite=suite, options=options,
+                       target_options=tuple(target_options), link=link,
                        requires=requires, environment=environment, subdir=subdir)
 def _check_crates_url(check: _Checker, url: str) -> None:
     example = "https://static.crates.io/crates/{name}/{name}-{version}.crate"

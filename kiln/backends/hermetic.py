@@ -43,6 +43,8 @@ from kiln.toolchain.zig import (
     zig_triple,
 )
 
+# Where a cross build's libraries find the build machine's compiler wrappers.
+BUILD_BIN_INSIDE = "/kiln/toolchain/build-bin"
 # Build backends that cannot be pointed at another architecture from here, and why.
 _CROSS_REFUSED = {
     "maturin": "maturin compiles Rust, and kiln builds Rust only for the machine it runs on",
@@ -149,7 +151,7 @@ class HermeticBackend:
                      Bind(bin_host, layout.bin, writable=False))
         hidden = hosttools.hidden_from_hermetic_builds(interp) if isolated else ()
         entries_before = cache_entries(chain) if job.recipe.libraries else None
-        libs = _libraries(job, triple, isolated, zig_binds, layout.bin, hidden)
+        libs = _libraries(job, triple, isolated, zig_binds, layout.bin, hidden, install.version)
         env += libs.env
         canonical_bin = ZigLayout.fixed().bin
         rust = rust_parts(job, isolated, seen_bin, canonical_bin)
@@ -232,9 +234,10 @@ class _Libraries:
 
 
 def _libraries(job: BuildJob, triple: str, isolated: bool, zig_binds: tuple[Bind, ...],
-               bin_inside: str, hidden: tuple[Path, ...]) -> _Libraries:
-    """The recipe's [library] tables, built (or taken from the cache) for this toolchain."""
-    specs = job.recipe.libraries
+               bin_inside: str, hidden: tuple[Path, ...], zig_version: str) -> _Libraries:
+    """The recipe's [library] tables, built (or taken from the cache) for this toolchain.
+    A cross build also gets zig's wrappers for the build machine, at BUILD_BIN_INSIDE."""
+    specs = tuple(spec.for_target(job.target.name) for spec in job.recipe.libraries)
     if not specs:
         return _Libraries()
     if not isolated:
@@ -244,11 +247,21 @@ def _libraries(job: BuildJob, triple: str, isolated: bool, zig_binds: tuple[Bind
             "namespaces on this host: kiln builds them only at fixed paths, sealed",
             hint="install bubblewrap (apt-get install bubblewrap), or build with "
                  "--backend host against the system's -dev packages")
+    identity, binds, build_bin = compile_identity(triple), zig_binds, ""
+    host = host_target()
+    if job.target != host:
+        host_triple = zig_triple(host, job.recipe.glibc)
+        folder = job.cache / "tools" / "zig-wrappers" / f"{host_triple}-fixed"
+        write_wrappers(folder, ZigLayout.fixed(), zig_version, host_triple, host, cross=False)
+        build_bin = BUILD_BIN_INSIDE
+        binds = (*zig_binds, Bind(folder, BUILD_BIN_INSIDE, writable=False))
+        identity = (*identity, *((f"build machine {name}", value)
+                                 for name, value in compile_identity(host_triple)))
     lt = libraries.LibraryToolchain(
-        triple=triple, target=job.target,
-        identity=compile_identity(triple),
-        binds=zig_binds, bin_inside=bin_inside, hidden=hidden,
-        chain=job.surroundings.compile_chain, cache=job.cache, index=job.index, jobs=job.jobs)
+        triple=triple, target=job.target, identity=identity,
+        binds=binds, bin_inside=bin_inside, hidden=hidden,
+        chain=job.surroundings.compile_chain, cache=job.cache, index=job.index, jobs=job.jobs,
+        build_bin_inside=build_bin)
     built = libraries.prepare(specs, lt)
     tools = libraries.install_tools(specs, job.cache, job.index)
     wrappers = libraries.tool_wrappers(job.cache / "tools" / "kiln-tools-bin", tools)

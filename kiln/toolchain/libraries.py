@@ -47,7 +47,7 @@ LIBS_INSIDE = "/kiln/libs"  # each library's prefix: /kiln/libs/NAME
 WORK_INSIDE = "/kiln/lib"  # a library build's own folder: src, build, home
 TOOL_BIN_INSIDE = "/kiln/toolchain/tools-bin"  # pkg-config, cmake, ninja wrappers
 # Bumped whenever kiln changes how it builds a library in a way that changes its bytes.
-LIBRARY_BUILD_VERSION = "2"  # 2: LD is zig's lld (libtool builds shared libraries)
+LIBRARY_BUILD_VERSION = "3"  # 2: LD is zig's lld (libtool builds shared libraries); 3: CC_FOR_BUILD, HOSTCC
 # Every library compile: optimised, position independent (it ends up in a shared object).
 LIBRARY_CFLAGS = ("-O2", "-fPIC")
 # What a library build needs of the build tools, by build system.
@@ -98,6 +98,9 @@ class LibraryToolchain:
     cache: Path
     index: IndexOptions
     jobs: int = 0  # compiles at once (kiln build -j); 0: the CPU count
+    # Cross builds: where the build machine's compiler wrappers are (cc, c++), for the
+    # programs a library's build compiles and runs itself (OpenBLAS's getarch)
+    build_bin_inside: str = ""
 
 
 def fetch_source(spec: LibrarySpec, cache: Path) -> LibrarySource:
@@ -358,6 +361,11 @@ def _environment(spec: LibrarySpec, deps: Sequence[BuiltLibrary],
         "LDFLAGS": " ".join(f"-L{d.inside}/lib" for d in deps),
         "PKG_CONFIG": f"{TOOL_BIN_INSIDE}/pkg-config",
         "PKG_CONFIG_PATH": pc, "PKG_CONFIG_LIBDIR": pc,
+        # The build machine's compiler, under the names builds look for it by (autoconf's
+        # CC_FOR_BUILD, OpenBLAS's and Linux's HOSTCC): the wheel's own when not crossing.
+        **{name: f"{lt.build_bin_inside or lt.bin_inside}/{tool}"
+           for name, tool in (("CC_FOR_BUILD", "cc"), ("CXX_FOR_BUILD", "c++"),
+                              ("HOSTCC", "cc"), ("BUILD_CC", "cc"))},
     }
 
 

@@ -445,3 +445,61 @@ def test_gccs_cpu_names_build_with_zig(run_kiln, shared_cache, tmp_path, target,
                            target, "--no-test", check=False)
     assert result.returncode == 0, result.stderr
     assert built[0]["record"]["hermetic"] is True
+
+
+# A library whose build compiles a generator for the build machine, runs it, and compiles
+# the rest for the target: OpenBLAS's getarch, autoconf's CC_FOR_BUILD.
+GENFIX_FILES = {
+    "Makefile": ("all: libgenfix.a\n"
+                 "gen: gen.c\n\t$(CC_FOR_BUILD) gen.c -o gen\n"
+                 "genfix.h: gen\n\t./gen > genfix.h\n"
+                 "genfix.o: genfix.c genfix.h\n\t$(CC) $(CFLAGS) -c genfix.c -o $@\n"
+                 "libgenfix.a: genfix.o\n\t$(AR) rcs $@ genfix.o\n"
+                 "install: all\n\tmkdir -p $(PREFIX)/lib $(PREFIX)/include\n"
+                 "\tcp libgenfix.a $(PREFIX)/lib/\n\tcp genfix.h $(PREFIX)/include/\n"),
+    "gen.c": ('#include <stdio.h>\nint main(void) { printf("#define GENFIX_ANSWER %d\\n", 42); '
+              'printf("int genfix_answer(void);\\n"); return 0; }\n'),
+    "genfix.c": '#include "genfix.h"\nint genfix_answer(void) { return GENFIX_ANSWER; }\n',
+}
+GENDEMO_FILES = {
+    "pyproject.toml": cext_files()["pyproject.toml"],
+    "setup.py": """
+        from setuptools import Extension, setup
+        setup(name="gen-demo", version="1.0", packages=["gen_demo"],
+              ext_modules=[Extension("gen_demo._ext", ["src/ext.c"], libraries=["genfix"])])
+    """,
+    "gen_demo/__init__.py": "from ._ext import answer\n",
+    "src/ext.c": """
+        #include <Python.h>
+        #include <genfix.h>
+        static PyObject *answer(PyObject *s, PyObject *a) {
+            return PyLong_FromLong(genfix_answer());
+        }
+        static PyMethodDef methods[] = {{"answer", answer, METH_NOARGS, ""}, {NULL}};
+        static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_ext", NULL, -1, methods};
+        PyMODINIT_FUNC PyInit__ext(void) { return PyModule_Create(&module); }
+    """,
+}
+
+
+def test_a_cross_built_library_runs_what_it_compiles_for_the_build_machine(run_kiln,
+                                                                            shared_cache,
+                                                                            tmp_path):
+    """A [library] built for aarch64 gets the build machine's compiler (CC_FOR_BUILD, HOSTCC:
+    zig's wrappers for x86-64) beside the target's: its generator runs, its library is
+    aarch64 and part of the wheel, and the build machine's compiler is part of its key."""
+    lib = make_sdist(tmp_path / "libs", "genfix", "1.0", GENFIX_FILES)
+    recipe = _recipe(tmp_path, "gen-demo", GENDEMO_FILES, (), extra=f"""
+        [library.genfix]
+        version = "1.0"
+        url = "{lib.url}"
+        sha256 = "{lib.sha256}"
+        build = "make"
+    """)
+    result, built = _build(run_kiln, shared_cache, recipe, tmp_path / "wh", "--target",
+                           "linux-aarch64", "--no-test", check=False)
+    assert result.returncode == 0, result.stderr
+    record = built[0]["record"]
+    assert record["hermetic"] is True and record["libraries"][0]["name"] == "genfix"
+    (so, described), = _elf_machines(Path(built[0]["wheel"])).items()
+    assert described.startswith("EM_AARCH64"), (so, described)

@@ -67,6 +67,17 @@ def test_libraries_load_in_build_order_with_literal_options():
     assert xslt.source == "debian:trixie/libxslt"
 
 
+def test_a_targets_own_options_follow_the_common_ones_for_that_target_only():
+    recipe = parse_recipe(BASE + LIBXSLT + 'target-options = { "linux-aarch64" = '
+                          '["--host-extra"], "linux-x86_64" = ["--x86"] }\n' + LIBXML2, PATH)
+    xslt = recipe.libraries[1]
+    common = ("--without-python", "--with-libxml-prefix=/kiln/libs/libxml2")
+    assert xslt.for_target("linux-aarch64").options == (*common, "--host-extra")
+    assert xslt.for_target("linux-x86_64").options == (*common, "--x86")
+    assert xslt.for_target("linux-ppc64le").options == common
+    assert xslt.for_target("linux-aarch64").target_options == ()
+
+
 @pytest.mark.parametrize(("edit", "field", "words"), [
     (lambda t: t.replace('debian = "libxslt"\n', ""), "[library.libxslt]",
      "exactly one of url and debian"),
@@ -91,6 +102,10 @@ def test_libraries_load_in_build_order_with_literal_options():
      "[library.libxslt] suite", "not a Debian suite"),
     (lambda t: t.replace('options = [', 'options = [1, '), "[library.libxslt] options[0]",
      "must be a string"),
+    (lambda t: t + 'target-options = { "linux-arm64" = ["--x"] }\n',
+     "[library.libxslt] target-options", "did you mean 'linux-aarch64'"),
+    (lambda t: t + 'target-options = { "linux-aarch64" = "--x" }\n',
+     "[library.libxslt] target-options linux-aarch64", "must be a list"),
 ])
 def test_bad_library_tables_name_the_field(edit, field, words):
     error = fails(edit(LIBXSLT) + LIBXML2)
