@@ -47,7 +47,8 @@ LIBS_INSIDE = "/kiln/libs"  # each library's prefix: /kiln/libs/NAME
 WORK_INSIDE = "/kiln/lib"  # a library build's own folder: src, build, home
 TOOL_BIN_INSIDE = "/kiln/toolchain/tools-bin"  # pkg-config, cmake, ninja wrappers
 # Bumped whenever kiln changes how it builds a library in a way that changes its bytes.
-LIBRARY_BUILD_VERSION = "3"  # 2: LD is zig's lld (libtool builds shared libraries); 3: CC_FOR_BUILD, HOSTCC
+# 2: LD is zig's lld (libtool builds shared libraries); 3: CC_FOR_BUILD, HOSTCC.
+LIBRARY_BUILD_VERSION = "3"
 # Every library compile: optimised, position independent (it ends up in a shared object).
 LIBRARY_CFLAGS = ("-O2", "-fPIC")
 # What a library build needs of the build tools, by build system.

@@ -349,7 +349,9 @@ done
 # zig takes no -march for aarch64 (it lists its CPUs and stops) but the same as a CPU
 # model with features: -mcpu=generic+v8_2a+crc-fullfp16. Run after CPU_NAME_EDIT, so
 # hyphens are already underscores (armv8.2_a, sve2_bitperm). The extensions GCC spells
-# differently from LLVM are renamed; a "no" extension is taken away.
+# differently from LLVM are renamed; a "no" extension is taken away. zig gives the CPU
+# model to C and C++ but not to the assembler of a .S file (OpenBLAS's SVE kernels), so
+# the architecture also goes to the assembler as GCC spells it: -Wa,-march=armv8.2-a+crc.
 AARCH64_MARCH_EDIT = r"""for a do
   shift
   case $a in
@@ -357,6 +359,7 @@ AARCH64_MARCH_EDIT = r"""for a do
       v=${a#-march=armv} f=
       case $v in *+*) f=${v#*+} v=${v%%+*} ;; esac
       v=${v%_a}
+      g=armv$v-a
       case $v in
         8) n=generic ;;
         *.*) n=generic+v${v%.*}_${v#*.}a ;;
@@ -365,6 +368,14 @@ AARCH64_MARCH_EDIT = r"""for a do
       while [ -n "$f" ]; do
         x=${f%%+*} s=+
         case $f in *+*) f=${f#*+} ;; *) f= ;; esac
+        r=$x h=
+        while :; do
+          case $r in
+            *_*) h=$h${r%%_*}- r=${r#*_} ;;
+            *) h=$h$r; break ;;
+          esac
+        done
+        g=$g+$h
         case $x in no?*) x=${x#no} s=- ;; esac
         case $x in
           fp16) x=fullfp16 ;; simd) x=neon ;; fp) x=fp_armv8 ;; memtag) x=mte ;;
@@ -372,7 +383,8 @@ AARCH64_MARCH_EDIT = r"""for a do
         esac
         n=$n$s$x
       done
-      a=-mcpu=$n ;;
+      set -- "$@" "-mcpu=$n" "-Wa,-march=$g"
+      continue ;;
   esac
   set -- "$@" "$a"
 done

@@ -108,9 +108,10 @@ def test_gccs_cpu_names_reach_zig_as_zigs_own(cc):
 def test_gccs_aarch64_architectures_reach_zig_as_a_cpu_with_features(aarch64_cc, given,
                                                                     expected):
     """zig takes no -march for aarch64: it lists its CPUs and stops. The aarch64 wrappers
-    give the architecture as zig's generic CPU with the version and extensions as features."""
-    assert aarch64_cc(given, "-mtune=cortex-a72", "-c", "src/a.c", "-o", "a.o") == \
-        [expected, "-c", "src/a.c", "-o", "a.o"]
+    give the architecture as zig's generic CPU with the version and extensions as features,
+    and to the assembler (a .S file's, which zig's CPU model does not reach) as GCC's."""
+    assert aarch64_cc(given, "-mtune=cortex-a72", "-c", "src/a.S", "-o", "a.o") == \
+        [expected, f"-Wa,{given}", "-c", "src/a.S", "-o", "a.o"]
 
 
 def test_the_x86_64_wrappers_leave_an_arm_architecture_alone(cc):
