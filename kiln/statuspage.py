@@ -90,6 +90,17 @@ def summary_line(status: Status) -> str:
             f"hermetic, {len(repro)} checked reproducible, {len(tested)} passed their tests.")
 
 
+def listed_recipes(page: str) -> list[str]:
+    """The packages a catalogue page's Recipes table lists (render_packages_md's)."""
+    names, inside = [], False
+    for line in page.splitlines():
+        if line.startswith("## "):
+            inside = line == "## Recipes"
+        elif inside and line.startswith("| ") and not line.startswith(("| package ", "|---")):
+            names.append(line[2:].split(" | ", 1)[0])
+    return names
+
+
 def render_packages_md(status: Status, *, command: str, sources: str) -> str:
     """The catalogue page: the recipes, every build's last result, and why failures failed."""
     out = [

@@ -22,6 +22,9 @@ def status(
     ] = Path("wheelhouse"),
     write: Annotated[Path | None, typer.Option(
         "--write", help="Also write this Markdown page (PACKAGES.md).")] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="With --write: replace a page that lists recipes these are not.")
+    ] = False,
     audit_repo: Annotated[Path, typer.Option(
         "--audit-repo", help="The git repository whose audit branch to read.")] = Path(),
     audit_branch: Annotated[str, typer.Option(
@@ -32,13 +35,34 @@ def status(
     json_output: JsonOption = False,
 ) -> None:
     """Each recipe × Python × target: built, reproducible, signed, tested — or why it failed."""
+    from kiln.errors import UsageError
     from kiln.files import write_atomic
     from kiln.status import collect_status
-    from kiln.statuspage import COLUMNS, FAILED, cell_row, render_packages_md, summary_line
+    from kiln.statuspage import (
+        COLUMNS,
+        FAILED,
+        cell_row,
+        listed_recipes,
+        render_packages_md,
+        summary_line,
+    )
 
     found = collect_status(recipes, wheelhouse=wheelhouse,
                            audit_repo=None if no_audit else audit_repo,
                            audit_branch=audit_branch)
+    if write is not None and not replace and write.is_file():
+        # The page is rewritten from these recipes alone: the rows of any other would go.
+        ours = {r.name for r in found.recipes}
+        others = [n for n in listed_recipes(write.read_text(encoding="utf-8", errors="replace"))
+                  if n not in ours]
+        if others:
+            shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more"
+                                             if len(others) > 5 else "")
+            raise UsageError(
+                f"--write {write}: it lists {len(others)} recipe(s) these are not ({shown}); "
+                "writing it from these alone would drop their rows",
+                hint="name every recipe (kiln status recipes/ --write …), or --replace to "
+                     "write the page from these alone")
     if write is not None:
         args = [*map(str, recipes)]
         if wheelhouse != Path("wheelhouse"):

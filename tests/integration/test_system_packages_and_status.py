@@ -87,3 +87,29 @@ def test_status_reads_the_audit_branch(run_kiln, cext_recipe, tmp_path):
     (cell,) = json.loads(shown.stdout)["cells"]
     assert cell["result"] == "recorded" and cell["wheel"].startswith("cext_demo-1.0-cp311")
     assert json.loads(shown.stdout)["audit"] == "the audit branch (refs/heads/audit)"
+
+
+def test_a_page_of_more_recipes_is_not_rewritten_from_fewer(run_kiln, cext_recipe, tmp_path):
+    """--write renders the page from the recipes named: the rows of any other recipe the page
+    lists would go. kiln says so and leaves the page as it was, unless asked to --replace."""
+    other = cext_recipe.parent / "other-demo.toml"
+    other.write_text(cext_recipe.read_text().replace('name = "cext-demo"', 'name = "other-demo"'))
+    page = tmp_path / "PACKAGES.md"
+    run_kiln("status", cext_recipe.parent, "--wheelhouse", tmp_path / "wh", "--write", page,
+             "--no-audit", check=True, cwd=tmp_path)
+    whole = page.read_text()
+    assert "| other-demo |" in whole and "| cext-demo |" in whole
+
+    refused = run_kiln("status", cext_recipe, "--wheelhouse", tmp_path / "wh", "--write", page,
+                       "--no-audit", cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "1 recipe(s) these are not (other-demo)" in refused.stderr
+    assert "--replace" in refused.stderr
+    assert page.read_text() == whole
+
+    run_kiln("status", cext_recipe, "--wheelhouse", tmp_path / "wh", "--write", page,
+             "--no-audit", "--replace", check=True, cwd=tmp_path)
+    assert "| other-demo |" not in page.read_text()
+    # The same recipes again need no --replace.
+    run_kiln("status", cext_recipe, "--wheelhouse", tmp_path / "wh", "--write", page,
+             "--no-audit", check=True, cwd=tmp_path)
