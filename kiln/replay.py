@@ -119,9 +119,10 @@ def read_inputs(request: BuildRequest) -> Inputs:
         for path in request.recipes], kiln=_kiln_code())
 
 
-def request_key(request: BuildRequest) -> str:
-    """The digest of everything the answer to ``request`` depends on, read now."""
-    inputs = read_inputs(request)
+def request_key(request: BuildRequest, inputs: Inputs | None = None) -> str:
+    """The digest of everything the answer to ``request`` depends on: ``inputs``, or the
+    files read now."""
+    inputs = inputs or read_inputs(request)
     blob = {
         "memo": MEMO_VERSION,
         "recipes": inputs.recipes,
@@ -151,7 +152,8 @@ def remember(request: BuildRequest, results: Sequence[JobResult], before: Inputs
 
     if not replay_allowed(os.environ) or not results:
         return
-    if not before.still(read_inputs(request)):
+    now = read_inputs(request)
+    if not before.still(now):
         return
     entries = []
     for result in results:
@@ -180,7 +182,7 @@ def remember(request: BuildRequest, results: Sequence[JobResult], before: Inputs
             "status": str(outcome_path(Path(), result.recipe.stem, result.python,
                                        result.target)),
         })
-    key = request_key(request)
+    key = request_key(request, now)
     path = _memo_path(request, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps({"memo": MEMO_VERSION, "results": entries}, indent=1))

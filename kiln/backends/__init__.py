@@ -105,8 +105,9 @@ class RawBuild:
     repaired: bool = False  # the backend already repaired them (cibuildwheel)
     environment: tuple[tuple[str, str], ...] = ()  # what the backend step was given
     isolation: Isolation | None = None  # None: kiln's own sandbox, as the workspace says
-    config_settings: tuple[tuple[str, str | list[str]], ...] | None = None  # as given,
-    # when not the recipe's
+    # The config settings as given to the backend, when not the recipe's (a value may be a
+    # list: meson-python's setup-args with kiln's cross file)
+    config_settings: tuple[tuple[str, str | list[str]], ...] | None = None
     # What the build saw from inside its sandbox (kiln.observe); empty when the backend
     # runs the build elsewhere (cibuildwheel's containers).
     observed: tuple[tuple[str, str], ...] = ()
